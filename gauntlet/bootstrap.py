@@ -1,0 +1,153 @@
+"""Make a fresh machine ready, idempotently: Debian packages, the harness virtualenv,
+the Toxiproxy server, and every SDK driver a manifest asks to build.
+
+Standard library only: it runs before the virtualenv exists. Each step checks a local
+stamp first, so a second run on a ready machine touches no registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gauntlet import manifests, paths
+
+APT_PACKAGES = (
+    "postgresql-15",
+    "postgresql-contrib",
+    "postgresql-15-pgtap",
+    "libtap-parser-sourcehandler-pgtap-perl",  # pg_prove
+    "libtap-formatter-junit-perl",
+    "pgbouncer",
+)
+TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0"
+TOXIPROXY_BIN = paths.TOOLS_BIN / "server"
+STAMPS = paths.TOOLS / "stamps"
+
+
+class BootstrapError(Exception):
+    pass
+
+
+def _say(message: str) -> None:
+    print(f"[bootstrap] {message}", flush=True)
+
+
+def _run(argv: list[str], **kwargs: object) -> None:
+    _say("$ " + " ".join(argv))
+    result = subprocess.run(argv, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        raise BootstrapError(f"command failed (exit {result.returncode}): {' '.join(argv)}")
+
+
+def _stamp_matches(name: str, digest: str) -> bool:
+    stamp = STAMPS / name
+    return stamp.exists() and stamp.read_text() == digest
+
+
+def _write_stamp(name: str, digest: str) -> None:
+    STAMPS.mkdir(parents=True, exist_ok=True)
+    (STAMPS / name).write_text(digest)
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+    return h.hexdigest()
+
+
+def _tree_digest(folder: Path) -> str:
+    """Hash of an adapter's committed inputs (not its build outputs)."""
+    ignored = {"node_modules", "target", "build", ".venv", "__pycache__", "bin"}
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and not ignored.intersection(p.relative_to(folder).parts)
+    )
+    return _digest(*(str(p.relative_to(folder)).encode() + p.read_bytes() for p in files))
+
+
+def apt_packages() -> None:
+    def installed(pkg: str) -> bool:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True).stdout
+        return out.strip() == "install ok installed"
+
+    missing = [p for p in APT_PACKAGES if not installed(p)]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise BootstrapError(f"missing Debian packages {missing}; run the bootstrap as root")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update", "-qq"], env=env)
+    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+
+
+def python_venv() -> None:
+    digest = _digest(paths.REQUIREMENTS_LOCK.read_bytes(), sys.version.encode())
+    if paths.VENV_PYTHON.exists() and _stamp_matches("venv", digest):
+        return
+    if not paths.VENV_PYTHON.exists():
+        _run([sys.executable, "-m", "venv", str(paths.VENV)])
+    pip = [str(paths.VENV_PYTHON), "-m", "pip", "--disable-pip-version-check", "-q"]
+    _run([*pip, "install", "--no-deps", "-r", str(paths.REQUIREMENTS_LOCK)])
+    _run([*pip, "check"])
+    _write_stamp("venv", digest)
+
+
+def toxiproxy() -> None:
+    digest = _digest(TOXIPROXY_MODULE.encode())
+    if TOXIPROXY_BIN.exists() and _stamp_matches("toxiproxy", digest):
+        return
+    if shutil.which("go") is None:
+        raise BootstrapError("Go is needed to build the Toxiproxy server and is not on PATH")
+    paths.TOOLS_BIN.mkdir(parents=True, exist_ok=True)
+    _run(["go", "install", TOXIPROXY_MODULE], env={**os.environ, "GOBIN": str(paths.TOOLS_BIN)})
+    _write_stamp("toxiproxy", digest)
+
+
+def sdk_drivers() -> None:
+    """Build each adapter whose inputs changed. A failed build is reported, not fatal:
+    that SDK's cells become *error* cells saying why, and the other SDKs still run."""
+    for manifest in manifests.discover():
+        if not manifest.build:
+            continue
+        digest = _tree_digest(manifest.folder)
+        if _stamp_matches(f"sdk-{manifest.name}", digest):
+            continue
+        _say(f"building {manifest.name}")
+        env = {**os.environ, "GAUNTLET_ROOT": str(paths.ROOT), "GAUNTLET_TOOLS": str(paths.TOOLS)}
+        result = subprocess.run(list(manifest.build), cwd=manifest.folder, env=env)
+        if result.returncode == 0:
+            _write_stamp(f"sdk-{manifest.name}", digest)
+        else:
+            (STAMPS / f"sdk-{manifest.name}").unlink(missing_ok=True)
+            _say(f"build of {manifest.name} FAILED (exit {result.returncode}); its cells will be errors")
+
+
+STEPS: list[tuple[str, Callable[[], None]]] = [
+    ("debian packages", apt_packages),
+    ("python virtualenv", python_venv),
+    ("toxiproxy server", toxiproxy),
+    ("sdk drivers", sdk_drivers),
+]
+
+
+def main() -> int:
+    began = time.monotonic()
+    for name, step in STEPS:
+        try:
+            step()
+        except BootstrapError as exc:
+            _say(f"{name}: {exc}")
+            return 1
+    _say(f"ready in {time.monotonic() - began:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Where things live, so no module guesses at relative paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "reports" / "out"
+LOGS = OUT / "logs"
+JUNIT = OUT / "junit"
+VENV = ROOT / ".venv"
+VENV_PYTHON = VENV / "bin" / "python"
+TOOLS = ROOT / ".tools"
+TOOLS_BIN = TOOLS / "bin"
+ADAPTERS = ROOT / "sdk_adapters"
+REQUIREMENTS_LOCK = ROOT / "requirements.lock"

@@ -1,0 +1,285 @@
+"""The PostgreSQL the harness tests against: an embedded throwaway cluster or an external server.
+
+Either way the harness only ever creates and drops databases carrying its own run prefix,
+one fresh database per scenario, cloned from a prepared template.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from gauntlet.supervise import Helper, HelperError, Supervisor
+
+DEFAULT_BINDIR = Path(os.environ.get("GAUNTLET_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
+EXTERNAL_DSN_ENV = "GAUNTLET_PG_DSN"
+READY_BOUND_S = 15.0
+STOP_BOUND_S = 15.0
+_DB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def redact(dsn: str) -> str:
+    """The DSN with its password replaced, for logs and reports."""
+    params = conninfo_to_dict(dsn)
+    if params.get("password"):
+        params["password"] = "***"  # noqa: S105 (a mask, not a secret)
+    return make_conninfo("", **params)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    """How to reach a server: a base DSN whose database name is swapped per use."""
+
+    base_dsn: str
+    admin_db: str = "postgres"
+
+    def dsn(self, dbname: str | None = None) -> str:
+        return make_conninfo(self.base_dsn, dbname=dbname or self.admin_db)
+
+    @property
+    def port(self) -> int:
+        return int(conninfo_to_dict(self.base_dsn).get("port") or 5432)
+
+    def __str__(self) -> str:
+        return redact(self.base_dsn)
+
+
+@dataclass
+class EmbeddedCluster:
+    """A PostgreSQL 15 cluster in a mkdtemp directory under /tmp, owned by this process.
+
+    initdb refuses to run as root, so as root the cluster runs as the `postgres` user;
+    /tmp keeps the Unix socket path short and traversable by that user.
+    """
+
+    supervisor: Supervisor
+    bindir: Path = DEFAULT_BINDIR
+    settings: dict[str, str] = field(default_factory=dict)
+    root: Path | None = None
+    port: int = 0
+    process: Helper | None = None
+    ready_s: float = 0.0
+    _argv: list[str] = field(default_factory=list)
+
+    @property
+    def _user(self) -> str | None:
+        return "postgres" if os.geteuid() == 0 else None
+
+    def start(self) -> Server:
+        began = time.perf_counter()
+        self.root = Path(tempfile.mkdtemp(prefix="gauntlet-pg-", dir="/tmp"))
+        if self._user:
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        initdb = self.supervisor.run(
+            "postgres-initdb",
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            timeout=60,
+            user=self._user,
+        )
+        if initdb.returncode != 0:
+            raise HelperError(f"initdb failed (exit {initdb.returncode}); log: {initdb.log_path}")
+        self._launch()
+        self.ready_s = time.perf_counter() - began
+        return self.server
+
+    @property
+    def data_dir(self) -> Path:
+        assert self.root is not None
+        return self.root / "data"
+
+    @property
+    def server(self) -> Server:
+        return Server(f"host=127.0.0.1 port={self.port} user=postgres")
+
+    def _launch(self) -> None:
+        """Start postgres on a free loopback port, retrying if another process takes the port."""
+        for _attempt in range(3):
+            self.port = free_port()
+            config = {
+                "listen_addresses": "127.0.0.1",
+                "unix_socket_directories": str(self.root),
+                "fsync": "off",
+                "synchronous_commit": "off",
+                "full_page_writes": "off",
+                "max_connections": "200",
+                "log_min_messages": "warning",
+                **self.settings,
+            }
+            argv = [str(self.bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
+            for key, value in config.items():
+                argv += ["-c", f"{key}={value}"]
+            self._argv = argv
+            self.process = self.supervisor.spawn("postgres", argv, user=self._user)
+            if self._wait_ready():
+                return
+            self.process.kill()
+            if "could not bind" not in self.process.log_tail():
+                break
+        raise HelperError(f"PostgreSQL did not start:\n{self.process.log_tail() if self.process else ''}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + READY_BOUND_S
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if not self.process.alive():
+                return False
+            try:
+                psycopg.connect(self.server.dsn(), connect_timeout=2).close()
+                return True
+            except psycopg.OperationalError:
+                time.sleep(0.02)
+        return False
+
+    def restart(self) -> None:
+        """Fast-stop and start again on the same port and data (a chaos fault)."""
+        self._shutdown()
+        self.process = self.supervisor.spawn("postgres", self._argv, user=self._user)
+        if not self._wait_ready():
+            raise HelperError(f"PostgreSQL did not come back on port {self.port}")
+
+    def _shutdown(self) -> None:
+        if self.process is not None:
+            # SIGINT is PostgreSQL's "fast" shutdown: backends are ended, then the postmaster.
+            self.process.stop(grace=STOP_BOUND_S, first_signal=signal.SIGINT)
+
+    def stop(self) -> None:
+        try:
+            self._shutdown()
+        finally:
+            if self.root is not None:
+                shutil.rmtree(self.root, ignore_errors=True)
+                self.root = None
+
+
+class Databases:
+    """Creates fresh databases from cached templates; drops only the ones it made."""
+
+    def __init__(self, server: Server, run_id: str | None = None) -> None:
+        self.server = server
+        self.prefix = f"g_{run_id or secrets.token_hex(4)}"
+        self.created: list[str] = []
+        self._templates: dict[str, str] = {}
+        self._counter = 0
+
+    def _name(self, label: str) -> str:
+        name = f"{self.prefix}_{label}"
+        if not _DB_NAME.match(name):
+            raise ValueError(f"unsafe database name {name!r}")
+        return name
+
+    def _admin(self) -> psycopg.Connection:
+        return psycopg.connect(self.server.dsn(), autocommit=True, connect_timeout=10)
+
+    def template(self, key: str, prepare: Callable[[str], None] | None = None) -> str:
+        """A template database, made (and prepared with `prepare(dsn)`) once per key."""
+        if key not in self._templates:
+            name = self._create(self._name(f"tpl_{key}"), None)
+            if prepare is not None:
+                prepare(self.server.dsn(name))
+            self._templates[key] = name
+        return self._templates[key]
+
+    def fresh(self, template: str | None = None, label: str = "db") -> str:
+        """A new empty database cloned from `template` (or the base template)."""
+        self._counter += 1
+        source = template or self.template("base")
+        return self._create(self._name(f"{label}_{self._counter}"), source)
+
+    def _create(self, name: str, template: str | None) -> str:
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        with self._admin() as conn:
+            conn.execute(statement)
+        self.created.append(name)
+        return name
+
+    def dsn(self, name: str) -> str:
+        return self.server.dsn(name)
+
+    def drop(self, name: str) -> None:
+        with self._admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if name in self.created:
+            self.created.remove(name)
+        self._templates = {k: v for k, v in self._templates.items() if v != name}
+
+    def drop_all(self) -> None:
+        for name in reversed(list(self.created)):
+            self.drop(name)
+
+
+@dataclass
+class Harness:
+    """What a session works with: the supervisor, the server and its databases."""
+
+    supervisor: Supervisor
+    server: Server
+    databases: Databases
+    cluster: EmbeddedCluster | None
+
+
+@contextmanager
+def open_harness(external_dsn: str | None = None, supervisor: Supervisor | None = None) -> Iterator[Harness]:
+    """Bring up PostgreSQL (embedded unless an external DSN is given) and tear it all down.
+
+    Teardown runs on normal exit, exceptions and KeyboardInterrupt (which SIGTERM becomes
+    once gauntlet.lifecycle's handlers are installed).
+    """
+    external_dsn = external_dsn if external_dsn is not None else os.environ.get(EXTERNAL_DSN_ENV)
+    own_supervisor = supervisor is None
+    supervisor = supervisor or Supervisor()
+    cluster: EmbeddedCluster | None = None
+    try:
+        if external_dsn:
+            params = conninfo_to_dict(external_dsn)
+            server = Server(external_dsn, admin_db=str(params.get("dbname") or "postgres"))
+        else:
+            cluster = EmbeddedCluster(supervisor)
+            server = cluster.start()
+        databases = Databases(server)
+        try:
+            yield Harness(supervisor, server, databases, cluster)
+        finally:
+            if cluster is None:  # an embedded cluster is deleted whole instead
+                databases.drop_all()
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        if own_supervisor:
+            supervisor.close()

@@ -1,0 +1,67 @@
+"""Gauntlet's sessions. The SDK sessions are generated from sdk_adapters/*/manifest.toml,
+tagged by system and language, so `nox -t go` or `nox -t pgmq` select them.
+
+Every session runs in the harness virtualenv that the bootstrap made (no per-session
+virtualenvs: they would reach the registries on every run).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from gauntlet import manifests, paths
+
+nox.options.default_venv_backend = "none"
+nox.options.error_on_missing_interpreters = True
+
+SDKS = manifests.discover()
+SDK_PARAMS = [nox.param(m.name, tags=[*m.tags]) for m in SDKS]
+# Interrupts: give pytest time to stop drivers and PostgreSQL before nox escalates.
+GRACE = {"interrupt_timeout": 60.0, "terminate_timeout": 15.0}
+
+
+def _pytest(session: nox.Session, *args: str, junit: str | None = None) -> None:
+    argv = [sys.executable, "-m", "pytest", *args]
+    if junit:
+        paths.JUNIT.mkdir(parents=True, exist_ok=True)
+        argv.append(f"--junitxml={paths.JUNIT / junit}")
+    session.run(*argv, *session.posargs, **GRACE)  # type: ignore[arg-type]
+
+
+@nox.session(tags=["core"])
+def tests(session: nox.Session) -> None:
+    """The harness's own test suite."""
+    _pytest(session, "tests")
+
+
+@nox.session(tags=["core"])
+def lint(session: nox.Session) -> None:
+    """ruff (lint + format check) and mypy on the harness package."""
+    session.run(sys.executable, "-m", "ruff", "check", ".")
+    session.run(sys.executable, "-m", "ruff", "format", "--check", ".")
+    session.run(sys.executable, "-m", "mypy", "gauntlet", "reports")
+
+
+@nox.session(tags=["e2e"])
+@nox.parametrize("sdk", SDK_PARAMS)
+def e2e(session: nox.Session, sdk: str) -> None:
+    """The E2E scenario catalog for one SDK."""
+    _pytest(session, "e2e", f"--sdk={sdk}", junit=f"e2e-{sdk}.xml")
+
+
+@nox.session(tags=["chaos"])
+@nox.parametrize("sdk", SDK_PARAMS)
+def chaos(session: nox.Session, sdk: str) -> None:
+    """The chaos catalog for one SDK, faults injected from a seeded schedule."""
+    _pytest(session, "chaos", f"--sdk={sdk}", junit=f"chaos-{sdk}.xml")
+
+
+@nox.session(tags=["report"])
+def report(session: nox.Session) -> None:
+    """Merge every JUnit file under reports/out/junit/ into the matrix (runs last)."""
+    session.run(sys.executable, "-m", "reports.merge", *session.posargs)

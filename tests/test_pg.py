@@ -1,0 +1,113 @@
+"""The embedded cluster, template clones, and external-server mode."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gauntlet.pg import Databases, EmbeddedCluster, open_harness, redact
+from gauntlet.supervise import Supervisor
+
+
+def test_cluster_starts_on_loopback_and_stops_without_leftovers(leak_check, tmp_path: Path) -> None:
+    supervisor = Supervisor(log_dir=tmp_path)
+    cluster = EmbeddedCluster(supervisor)
+    server = cluster.start()
+    root, port = cluster.root, server.port
+    try:
+        assert root is not None and str(root).startswith("/tmp/gauntlet-pg-")
+        with psycopg.connect(server.dsn()) as conn:
+            assert conn.execute("SHOW server_version_num").fetchone()[0].startswith("15")
+            assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
+            assert conn.execute("SHOW fsync").fetchone()[0] == "off"
+    finally:
+        cluster.stop()
+        supervisor.close()
+    assert not root.exists()
+    leak_check.assert_clean(ports=[port])
+
+
+def test_cluster_restart_keeps_data_and_port(harness) -> None:
+    # The session cluster is shared; restart a private one instead.
+    supervisor = Supervisor()
+    cluster = EmbeddedCluster(supervisor)
+    server = cluster.start()
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE survives (x int)")
+        cluster.restart()
+        with psycopg.connect(server.dsn()) as conn:
+            assert conn.execute("SELECT count(*) FROM survives").fetchone() == (0,)
+    finally:
+        cluster.stop()
+        supervisor.close()
+
+
+def test_fresh_databases_are_clones_of_the_template(harness) -> None:
+    databases = harness.databases
+
+    def prepare(dsn: str) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE seeded (id int)")
+            conn.execute("INSERT INTO seeded VALUES (1), (2)")
+
+    template = databases.template("seeded", prepare)
+    first = databases.fresh(template)
+    second = databases.fresh(template)
+    assert first != second
+    with psycopg.connect(databases.dsn(first), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM seeded").fetchone() == (2,)
+        conn.execute("DELETE FROM seeded")
+    with psycopg.connect(databases.dsn(second)) as conn:
+        assert conn.execute("SELECT count(*) FROM seeded").fetchone() == (2,), "clones must be independent"
+    assert databases.template("seeded", prepare) == template, "templates are made once per key"
+
+
+def test_external_server_mode_touches_only_its_own_databases(harness) -> None:
+    """Point a second harness at the session's cluster as if it were someone else's server."""
+    admin_dsn = harness.server.dsn()
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE someone_elses")
+    try:
+        with open_harness(external_dsn=admin_dsn) as external:
+            assert external.cluster is None
+            made = external.databases.fresh()
+            assert made.startswith(external.databases.prefix)
+            with psycopg.connect(external.databases.dsn(made)) as conn:
+                assert conn.execute("SELECT current_database()").fetchone() == (made,)
+        with psycopg.connect(admin_dsn) as conn:
+            names = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+        assert "someone_elses" in names
+        assert not [n for n in names if n.startswith(external.databases.prefix)], "its own databases are dropped"
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute("DROP DATABASE someone_elses")
+
+
+def test_unsafe_database_names_are_refused(harness) -> None:
+    databases = Databases(harness.server, run_id="x")
+    with pytest.raises(ValueError, match="unsafe database name"):
+        databases.fresh(label="x; drop table")
+
+
+def test_passwords_never_reach_logs() -> None:
+    assert "s3cret" not in redact("host=127.0.0.1 user=u password=s3cret dbname=d")
+    assert "s3cret" not in redact("postgresql://u:s3cret@127.0.0.1:5432/d")
+
+
+def test_ready_and_clone_times_are_measured(harness, record_property) -> None:
+    """Figures for README; measured and recorded, not asserted (bench reports them)."""
+    supervisor = Supervisor()
+    cluster = EmbeddedCluster(supervisor)
+    try:
+        cluster.start()
+        record_property("ready_s", round(cluster.ready_s, 3))
+    finally:
+        cluster.stop()
+        supervisor.close()
+    began = time.perf_counter()
+    harness.databases.fresh()
+    record_property("fresh_db_s", round(time.perf_counter() - began, 3))
