@@ -15,6 +15,7 @@ import nox
 sys.path.insert(0, str(Path(__file__).parent))
 
 from gauntlet import manifests, paths
+from sql_tests.run import systems as sql_systems
 
 nox.options.default_venv_backend = "none"
 nox.options.error_on_missing_interpreters = True
@@ -44,7 +45,14 @@ def lint(session: nox.Session) -> None:
     """ruff (lint + format check) and mypy on the harness package."""
     session.run(sys.executable, "-m", "ruff", "check", ".")
     session.run(sys.executable, "-m", "ruff", "format", "--check", ".")
-    session.run(sys.executable, "-m", "mypy", "gauntlet", "reports")
+    session.run(sys.executable, "-m", "mypy", "gauntlet", "reports", "sql_tests")
+
+
+@nox.session(tags=["sql"])
+@nox.parametrize("system", [nox.param(s, tags=[s]) for s in sql_systems()])
+def sql(session: nox.Session, system: str) -> None:
+    """One system's pgTAP suites, run by pg_prove, into reports/out/junit/sql-<system>.xml."""
+    session.run(sys.executable, "-m", "sql_tests.run", "--system", system, **GRACE)  # type: ignore[arg-type]
 
 
 @nox.session(tags=["e2e"])

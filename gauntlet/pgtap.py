@@ -23,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 from tap.line import Result
 from tap.parser import Parser
 
+from gauntlet import paths
 from gauntlet.supervise import Supervisor
 
 PROVE_BOUND_S = 600.0
@@ -53,12 +54,13 @@ def prove(directory: Path, dsn: str, supervisor: Supervisor, name: str) -> tuple
         raise
     finally:
         helper.kill()
-    return out.decode(errors="replace"), helper.log_path.read_text(errors="replace")
+    return out.decode(errors="replace"), helper.log_text()
 
 
 def _sql_errors(stderr: str, path: Path) -> str:
     """The psql error block(s) that stderr holds for one file."""
-    blocks, current = [], []
+    blocks: list[str] = []
+    current: list[str] = []
     for line in stderr.splitlines():
         if line.startswith("psql:"):
             if current:
@@ -92,7 +94,7 @@ def normalise_suite(suite: TestSuite, path: Path, label: str, stderr: str, prope
     clean = TestSuite(label)
     for key, value in properties.items():
         clean.add_property(key, value)
-    clean.add_property("file", str(path))
+    clean.add_property("file", str(path.relative_to(paths.ROOT)) if path.is_relative_to(paths.ROOT) else str(path))
     for case in suite:
         if case.name in SYNTHETIC and not case.result:
             continue
@@ -117,9 +119,14 @@ def normalise_suite(suite: TestSuite, path: Path, label: str, stderr: str, prope
     return clean
 
 
+def _mangled(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", text)
+
+
 def _suite_path(suite_name: str, files: Iterable[Path]) -> Path | None:
+    """The file a suite came from; the formatter names suites after paths with / and . mangled."""
     for path in files:
-        if re.sub(r"[^A-Za-z0-9]", "_", str(path)) == suite_name:
+        if _mangled(str(path)) == _mangled(suite_name):
             return path
     return None
 
@@ -132,7 +139,7 @@ def normalise(xml_text: str, stderr: str, directory: Path, system: str) -> JUnit
     try:
         raw = JUnitXml.fromstring(xml_text)
         suites = [raw] if isinstance(raw, TestSuite) else list(raw)
-    except Exception as exc:  # noqa: BLE001 - any parse failure becomes an error case below
+    except Exception as exc:  # any parse failure becomes an error case below
         suites = []
         stderr = f"pg_prove wrote no readable JUnit ({exc}):\n{xml_text[:2000]}\n{stderr}"
     seen = set()

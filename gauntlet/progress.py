@@ -14,6 +14,11 @@ from rich.text import Text
 VERDICT_STYLES = {"pass": "green", "fail": "red", "error": "magenta", "flaky": "yellow", "n/a": "dim", "known": "cyan"}
 
 
+def _duration(event: dict[str, Any]) -> str:
+    seconds = event.get("duration_s")
+    return f" ({seconds}s)" if seconds is not None else ""
+
+
 class Progress:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
@@ -79,7 +84,7 @@ class Progress:
             self.verdicts[verdict] += 1
             if not self.live_mode:
                 self.console.print(
-                    f"[{self._elapsed()}] {verdict:5} {event.get('nodeid')} ({event.get('duration_s')}s)",
+                    f"[{self._elapsed()}] {verdict:5} {event.get('nodeid')}" + _duration(event),
                     highlight=False,
                     soft_wrap=True,
                 )

@@ -50,15 +50,17 @@ class Completed:
     returncode: int
     stdout: str
     log_path: Path
+    log: str  # what this run wrote to its log (stderr)
 
 
 class Helper:
     """A running helper process, leader of its own process group."""
 
-    def __init__(self, name: str, popen: subprocess.Popen[bytes], log_path: Path) -> None:
+    def __init__(self, name: str, popen: subprocess.Popen[bytes], log_path: Path, log_start: int) -> None:
         self.name = name
         self.popen = popen
         self.log_path = log_path
+        self.log_start = log_start  # logs are appended to; this helper's output starts here
 
     @property
     def pid(self) -> int:
@@ -97,12 +99,17 @@ class Helper:
         if self.popen.poll() is None:
             self.popen.wait()
 
-    def log_tail(self, lines: int = 20) -> str:
+    def log_text(self) -> str:
+        """What this helper wrote (not earlier runs that share its log file)."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_start)
+                return log.read().decode(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 _live: weakref.WeakSet[Supervisor] = weakref.WeakSet()
@@ -131,6 +138,7 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{_log_name(name)}.log"
         with open(log_path, "ab") as log:
+            log_start = log.tell()
             log.write(f"=== {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
             log.flush()
             popen = subprocess.Popen(
@@ -144,7 +152,7 @@ class Supervisor:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        helper = Helper(name, popen, log_path)
+        helper = Helper(name, popen, log_path, log_start)
         self.helpers.append(helper)
         return helper
 
@@ -180,7 +188,9 @@ class Supervisor:
             ) from None
         finally:
             helper.kill()
-        return Completed(name, helper.popen.returncode, out.decode(errors="replace"), helper.log_path)
+        return Completed(
+            name, helper.popen.returncode, out.decode(errors="replace"), helper.log_path, helper.log_text()
+        )
 
     def close(self, grace: float = 5.0) -> None:
         """Stop every helper still alive, newest first."""

@@ -34,9 +34,10 @@ def _venv_bin(name: str) -> str:
 def _run(system: str, argv: list[str], dsn: str, supervisor: Supervisor) -> None:
     url = as_url(dsn)
     env = {**os.environ, "DATABASE_URL": url, "PGBOSS_DATABASE_URL": url, "PGDSN": url, "GAUNTLET_DSN": dsn}
+    env["PYTHONPATH"] = str(paths.ROOT)  # the procrastinate CLI imports its app from gauntlet.schemas
     done = supervisor.run(f"install-{system}", argv, timeout=INSTALL_BOUND_S, env=env, cwd=paths.ROOT)
     if done.returncode != 0:
-        tail = "\n".join(done.log_path.read_text(errors="replace").splitlines()[-15:])
+        tail = "\n".join(done.log.splitlines()[-15:])
         raise SchemaError(f"{system} installer exited {done.returncode} (log: {done.log_path}):\n{tail}")
 
 

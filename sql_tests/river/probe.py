@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -18,9 +19,13 @@ MODULE = "github.com/riverqueue/river/riverdriver/riverpgxv5"
 def fetch_query() -> str:
     folder = subprocess.run(
         ["go", "list", "-m", "-f", "{{.Dir}}", MODULE],
-        cwd=schemas.HERE / "river", capture_output=True, text=True, check=True, timeout=60,
+        cwd=schemas.HERE / "river",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout.strip()
-    source = open(f"{folder}/internal/dbsqlc/river_job.sql.go", encoding="utf-8").read()
+    source = Path(folder, "internal", "dbsqlc", "river_job.sql.go").read_text(encoding="utf-8")
     found = re.search(r"const jobGetAvailable = `(.*?)`", source, re.S)
     if not found:
         raise RuntimeError(f"jobGetAvailable not found in {folder}")
