@@ -92,13 +92,16 @@ def apt_packages() -> None:
 
 
 def python_venv() -> None:
-    digest = _digest(paths.REQUIREMENTS_LOCK.read_bytes(), sys.version.encode())
+    """The harness virtualenv, holding the harness's pins and every Python adapter's
+    (sdk_adapters/*/requirements.lock): one interpreter, so pins that disagree fail here."""
+    locks = [paths.REQUIREMENTS_LOCK, *sorted(paths.ADAPTERS.glob("*/requirements.lock"))]
+    digest = _digest(*(lock.read_bytes() for lock in locks), sys.version.encode())
     if paths.VENV_PYTHON.exists() and _stamp_matches("venv", digest):
         return
     if not paths.VENV_PYTHON.exists():
         _run([sys.executable, "-m", "venv", str(paths.VENV)])
     pip = [str(paths.VENV_PYTHON), "-m", "pip", "--disable-pip-version-check", "-q"]
-    _run([*pip, "install", "--no-deps", "-r", str(paths.REQUIREMENTS_LOCK)])
+    _run([*pip, "install", "--no-deps", *(arg for lock in locks for arg in ("-r", str(lock)))])
     _run([*pip, "check"])
     _write_stamp("venv", digest)
 

@@ -6,6 +6,7 @@ drivers the manifests describe, and the noxfile derives its sessions and tags fr
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -69,7 +70,8 @@ def load(path: Path) -> Manifest:
     )
 
 
-def discover(root: Path = paths.ADAPTERS) -> list[Manifest]:
-    """Every adapter under `root`, sorted by system then name."""
+def discover(root: Path | None = None) -> list[Manifest]:
+    """Every adapter under `root` (default: sdk_adapters/, or $GAUNTLET_ADAPTERS), sorted by system then name."""
+    root = root or Path(os.environ.get("GAUNTLET_ADAPTERS", paths.ADAPTERS))
     found = [load(p) for p in sorted(root.glob("*/manifest.toml"))]
     return sorted(found, key=lambda m: (m.system, m.name))

@@ -1,0 +1,101 @@
+"""Delivery: every acknowledged job runs exactly once, under plain and concurrent load."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from gauntlet.driver import Driver
+
+from .workload import EXACTLY_ONCE, Workload, assert_holds
+
+
+def assert_exactly_once(report) -> None:
+    assert_holds(report, *EXACTLY_ONCE)
+
+
+@pytest.mark.needs("worker")
+def test_basic_wave(workload: Workload) -> None:
+    """100 jobs, one worker at concurrency 5: all run, exactly once."""
+    workload.enqueue(workload.specs(100))
+    workload.start(1, concurrency=5)
+    workload.wait_until_done(60, settle_s=0.5)
+    workload.stop_all()
+    report = workload.report()
+    assert_holds(report, *EXACTLY_ONCE, "stuck")
+    assert report.acknowledged == 100
+
+
+@pytest.mark.needs("worker")
+def test_consumer_contention(workload: Workload) -> None:
+    """5 workers race for 100 jobs: no duplicates, and the work is roughly shared."""
+    workload.enqueue(workload.specs(100, sleep_ms=20))
+    workload.start(5, concurrency=1)
+    workload.wait_until_done(60, settle_s=0.5)
+    workload.stop_all()
+    report = workload.report()
+    assert_exactly_once(report)
+    per_worker: dict[str, int] = {}
+    for run in workload.history().executions:
+        per_worker[run.worker] = per_worker.get(run.worker, 0) + 1
+    workload.record("per_worker", str(sorted(per_worker.values())))
+    assert len(per_worker) >= 3 and max(per_worker.values()) <= 60, f"uneven: {per_worker}"
+
+
+@pytest.mark.needs("worker")
+def test_concurrent_waves(workload: Workload) -> None:
+    """Three producers enqueue at once while two workers drain: nothing lost or doubled."""
+    workload.start(2, concurrency=3)
+    batches = [workload.specs(60) for _ in range(3)]
+    threads = [threading.Thread(target=workload.enqueue, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    workload.wait_until_done(60, settle_s=0.5)
+    workload.stop_all()
+    report = workload.report()
+    assert_exactly_once(report)
+    assert report.acknowledged == 180
+
+
+@pytest.mark.needs("worker")
+@pytest.mark.parametrize("size", [1, 100, 1000])
+def test_batch_sizes(workload: Workload, size: int) -> None:
+    """One enqueue run of 1, 100 or 1000 jobs: every one acknowledged and run once."""
+    result = workload.enqueue(workload.specs(size))
+    assert sum(a.ok for a in result.acks) == size, result.error
+    workload.start(1, concurrency=8)
+    workload.wait_until_done(120, settle_s=0.3)
+    workload.stop_all()
+    assert_exactly_once(workload.report())
+
+
+@pytest.mark.needs("worker")
+@pytest.mark.parametrize("pad_bytes", [64 * 1024, 1024 * 1024], ids=["64KiB", "1MiB"])
+def test_large_payloads(workload: Workload, pad_bytes: int) -> None:
+    """Large job bodies survive enqueue and execution."""
+    workload.enqueue(workload.specs(5, pad_bytes=pad_bytes))
+    workload.start(1, concurrency=2)
+    workload.wait_until_done(60)
+    workload.stop_all()
+    assert_exactly_once(workload.report())
+
+
+@pytest.mark.needs("worker")
+def test_pool_exhaustion(workload: Workload) -> None:
+    """Concurrency larger than the connection pool queues for connections instead of failing."""
+    workload.enqueue(workload.specs(60, sleep_ms=10))
+    workload.start(1, concurrency=8, pool_size=2)
+    workload.wait_until_done(60, settle_s=0.3)
+    workload.stop_all()
+    assert_exactly_once(workload.report())
+
+
+def test_enqueue_acknowledges_every_spec(driver: Driver, workload: Workload) -> None:
+    """The producer side alone: one acknowledgement per spec, in order, each with an SDK id."""
+    specs = workload.specs(20)
+    result = workload.enqueue(specs)
+    assert [a.id for a in result.acks] == [s["id"] for s in specs]
+    assert all(a.ok and a.sdk_id for a in result.acks), result.acks

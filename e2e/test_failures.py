@@ -1,0 +1,67 @@
+"""Failures: retries with backoff, dead letters, crashed workers, graceful shutdown."""
+
+from __future__ import annotations
+
+import pytest
+
+from .workload import Workload, assert_holds
+
+
+@pytest.mark.needs("worker", "retries")
+def test_retry_storm(workload: Workload) -> None:
+    """Jobs that fail k times are retried with backoff, up to max_attempts, then succeed."""
+    specs = []
+    for fail_times in (0, 1, 2):
+        specs += workload.specs(10, fail_times=fail_times, max_attempts=5)
+    workload.enqueue(specs)
+    workload.start(1, concurrency=5)
+    workload.wait_until_done(120, settle_s=0.5)
+    workload.stop_all()
+    assert_holds(workload.report(retries=True), "attempt_violations", "lost", "duplicated")
+
+
+@pytest.mark.needs("worker", "retries", "dead_letter")
+def test_dead_letter_after_max_attempts(workload: Workload) -> None:
+    """A job that always fails is tried exactly max_attempts times, then reported dead/failed."""
+    workload.enqueue(workload.specs(5, fail_times=99, max_attempts=3))
+    workload.start(1, concurrency=5)
+    assert workload.wait_for_starts(15, bound_s=120), "not every attempt was made"
+    workload.stop_all()
+    history = workload.history()
+    attempts = {}
+    for run in history.executions:
+        attempts[run.id] = attempts.get(run.id, 0) + 1
+    assert set(attempts.values()) == {3}, attempts
+    stats = workload.driver.stats()
+    assert (stats["dead"] or 0) + (stats["failed"] or 0) == 5, stats
+
+
+@pytest.mark.needs("worker", "crash_recovery")
+def test_worker_crash_mid_job(workload: Workload) -> None:
+    """The worker process dies (exit 137) during a job's first attempt; a new worker runs it."""
+    specs = workload.specs(20)
+    specs[5]["crash_on_attempt"] = 1
+    workload.enqueue(specs)
+    (first,) = workload.start(1, concurrency=1)
+    first.helper.popen.wait(timeout=60)
+    workload.start(1, concurrency=2)
+    workload.wait_until_done(60)
+    workload.stop_all()
+    assert_holds(workload.report(), "lost", "duplicated", "overlaps")
+
+
+@pytest.mark.needs("worker")
+def test_graceful_shutdown(workload: Workload) -> None:
+    """SIGTERM while jobs are in flight: the worker finishes them; a later worker runs the rest."""
+    workload.enqueue(workload.specs(30, sleep_ms=300))
+    (first,) = workload.start(1, concurrency=5)
+    assert workload.wait_for_starts(5, bound_s=30)
+    code = first.stop()
+    history = workload.history()
+    unfinished = [r.id for r in history.executions if r.outcome is None]
+    assert unfinished == [], f"in-flight jobs abandoned at SIGTERM: {unfinished}"
+    assert code == 0, f"worker exited {code} on SIGTERM"
+    workload.start(1, concurrency=5)
+    workload.wait_until_done(60, settle_s=0.3)
+    workload.stop_all()
+    assert_holds(workload.report(), "lost", "duplicated")

@@ -1,0 +1,241 @@
+"""The adapter side of the driver protocol (sdk_adapters/PROTOCOL.md): one class for every
+SDK, driven by its manifest, so adding an SDK changes no harness code.
+
+Driver output is parsed strictly: a line that is not what the protocol says becomes a
+DriverError quoting it, never a crash and never a silent skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gauntlet import paths, schemas
+from gauntlet.manifests import Manifest
+from gauntlet.pg import as_url
+from gauntlet.supervise import Helper, HelperError, Supervisor
+
+PROTOCOL_VERSION = 1
+# Bounds on driver commands and on a worker's graceful stop; the harness's own tests shorten them.
+COMMAND_BOUND_S = float(os.environ.get("GAUNTLET_COMMAND_BOUND_S", 60))
+STOP_BOUND_S = float(os.environ.get("GAUNTLET_STOP_BOUND_S", 30))
+STATS_KEYS = ("queued", "running", "succeeded", "failed", "dead")
+
+
+class DriverError(Exception):
+    """A driver broke the protocol, failed, or hung; the message says which and quotes it."""
+
+
+@dataclass(frozen=True)
+class Ack:
+    id: str | None
+    ok: bool
+    sdk_id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class EnqueueResult:
+    acks: list[Ack]
+    transaction: str | None = None  # committed / rolled_back / failed, when one was asked for
+    error: str | None = None  # the driver died or hung before answering every spec
+
+    def outcome(self, job_id: str) -> str:
+        """ok / fail / indeterminate, as the checker wants an enqueue invocation's outcome."""
+        ack = next((a for a in self.acks if a.id == job_id), None)
+        if ack is None:
+            return "indeterminate"
+        if not ack.ok or self.transaction in ("rolled_back",):
+            return "fail"
+        if self.transaction == "failed":
+            return "indeterminate"
+        return "ok"
+
+
+def _expand(argv: Iterable[str], folder: Path) -> list[str]:
+    values = {"{python}": str(paths.VENV_PYTHON), "{node22}": str(schemas.NODE22)}
+    out = []
+    for arg in argv:
+        for key, value in values.items():
+            arg = arg.replace(key, value)
+        if arg.startswith("./"):
+            arg = str(folder / arg[2:])
+        out.append(arg)
+    return out
+
+
+def _parse_line(sdk: str, command: str, number: int, line: str) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        raise DriverError(f"{sdk} {command}: line {number} is not JSON: {line[:300]!r}") from None
+    if not isinstance(value, dict):
+        raise DriverError(f"{sdk} {command}: line {number} is not a JSON object: {line[:300]!r}")
+    return value
+
+
+@dataclass
+class Driver:
+    """One SDK's driver, bound to a database and a queue."""
+
+    manifest: Manifest
+    supervisor: Supervisor
+    dsn: str
+    queue: str = "gauntlet"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def _config(self, **extra: Any) -> dict[str, Any]:
+        return {"protocol": PROTOCOL_VERSION, "dsn": as_url(self.dsn), "queue": self.queue, **self.options, **extra}
+
+    def _env(self, config: Mapping[str, Any]) -> dict[str, str]:
+        return {**os.environ, "GAUNTLET_CONFIG": json.dumps(config)}
+
+    def _argv(self, command: str) -> list[str]:
+        if not self.manifest.driver:
+            raise DriverError(f"{self.name}: manifest has no driver command")
+        return [*_expand(self.manifest.driver, self.manifest.folder), command]
+
+    def _run(
+        self, command: str, stdin: bytes | None = None, bound_s: float | None = None, **extra: Any
+    ) -> list[dict[str, Any]]:
+        bound_s = COMMAND_BOUND_S if bound_s is None else bound_s
+        try:
+            done = self.supervisor.run(
+                f"{self.name}-{command}",
+                self._argv(command),
+                timeout=bound_s,
+                input=stdin,
+                env=self._env(self._config(**extra)),
+                cwd=self.manifest.folder,
+            )
+        except HelperError as exc:
+            raise DriverError(f"{self.name} {command}: {exc}") from exc
+        except OSError as exc:  # e.g. the driver was never built
+            raise DriverError(f"{self.name} {command}: cannot start {self._argv(command)[0]}: {exc}") from exc
+        lines = [
+            _parse_line(self.name, command, n, line)
+            for n, line in enumerate(done.stdout.splitlines(), 1)
+            if line.strip()
+        ]
+        if done.returncode != 0:
+            said = next((str(line.get("error")) for line in lines if "error" in line), "")
+            tail = "\n".join(done.log.splitlines()[-8:])
+            raise DriverError(f"{self.name} {command} exited {done.returncode}: {said or tail} (log: {done.log_path})")
+        return lines
+
+    def info(self) -> dict[str, Any]:
+        lines = self._run("info")
+        if len(lines) != 1:
+            raise DriverError(f"{self.name} info: expected one line, got {len(lines)}")
+        info = lines[0]
+        missing = {"protocol", "sdk", "system", "language", "version", "capabilities"} - set(info)
+        if missing or info["protocol"] != PROTOCOL_VERSION or not isinstance(info["capabilities"], list):
+            raise DriverError(f"{self.name} info: not a protocol-{PROTOCOL_VERSION} answer: {json.dumps(info)[:300]}")
+        return info
+
+    def prepare(self) -> None:
+        lines = self._run("prepare")
+        if lines != [{"ok": True}]:
+            raise DriverError(f'{self.name} prepare: expected {{"ok": true}}, got {json.dumps(lines)[:300]}')
+
+    def enqueue(
+        self,
+        specs: Iterable[Mapping[str, Any] | str],
+        transaction: str | None = None,
+        bound_s: float | None = None,
+        **extra: Any,
+    ) -> EnqueueResult:
+        """Send specs (dicts, or raw lines for hostile-input scenarios) and collect acknowledgements.
+
+        A driver that dies or hangs mid-way leaves the unanswered specs indeterminate."""
+        body = "".join((s if isinstance(s, str) else json.dumps(s)) + "\n" for s in specs).encode()
+        try:
+            lines = self._run("enqueue", stdin=body, bound_s=bound_s, transaction=transaction, **extra)
+            error = None
+        except DriverError as exc:
+            lines, error = [], str(exc)
+        acks: list[Ack] = []
+        outcome = None
+        for number, line in enumerate(lines, 1):
+            if "transaction" in line and transaction:
+                outcome = str(line["transaction"])
+                continue
+            if not isinstance(line.get("ok"), bool) or "id" not in line:
+                raise DriverError(
+                    f"{self.name} enqueue: line {number} is not an acknowledgement: {json.dumps(line)[:300]}"
+                )
+            sdk_id = line.get("sdk_id")
+            acks.append(Ack(line["id"], line["ok"], None if sdk_id is None else str(sdk_id), line.get("error")))
+        if transaction and outcome is None and error is None:
+            raise DriverError(f"{self.name} enqueue: asked for a transaction, got no transaction line")
+        return EnqueueResult(acks, outcome, error)
+
+    def stats(self) -> dict[str, int | None]:
+        lines = self._run("stats")
+        if len(lines) != 1 or not set(STATS_KEYS) <= set(lines[0]):
+            raise DriverError(f"{self.name} stats: expected one line with {STATS_KEYS}, got {json.dumps(lines)[:300]}")
+        return {k: lines[0][k] for k in STATS_KEYS}
+
+    def start_worker(self, worker: str, history: Path, concurrency: int = 1, **extra: Any) -> Worker:
+        config = self._config(worker=worker, history=str(history), concurrency=concurrency, **extra)
+        helper = self.supervisor.spawn(
+            f"{self.name}-work-{worker}", self._argv("work"), env=self._env(config), cwd=self.manifest.folder
+        )
+        return Worker(worker, helper)
+
+
+@dataclass
+class Worker:
+    """A running `work` process."""
+
+    name: str
+    helper: Helper
+
+    @property
+    def pid(self) -> int:
+        return self.helper.pid
+
+    def alive(self) -> bool:
+        return self.helper.alive()
+
+    def stop(self, bound_s: float | None = None) -> int:
+        """SIGTERM, then wait for the graceful stop; a worker past its bound is killed and says so."""
+        if not self.alive():
+            return self.helper.popen.returncode
+        bound_s = STOP_BOUND_S if bound_s is None else bound_s
+        self.helper.signal_group(signal.SIGTERM)
+        try:
+            return self.helper.popen.wait(timeout=bound_s)
+        except subprocess.TimeoutExpired:
+            self.helper.kill()
+            raise DriverError(
+                f"worker {self.name} ignored SIGTERM for {bound_s:g} s and was killed (log: {self.helper.log_path})"
+            ) from None
+
+    def kill(self) -> None:
+        self.helper.kill()
+
+    def pause(self) -> None:
+        self.helper.signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.helper.signal_group(signal.SIGCONT)
+
+
+def for_sdk(name: str, supervisor: Supervisor, dsn: str, queue: str = "gauntlet", **options: Any) -> Driver:
+    from gauntlet import manifests
+
+    found = {m.name: m for m in manifests.discover()}
+    if name not in found:
+        raise DriverError(f"no SDK adapter named {name!r}; known: {sorted(found)}")
+    return Driver(found[name], supervisor, dsn, queue, dict(options))

@@ -1,0 +1,140 @@
+"""Driver protocol v1 (sdk_adapters/PROTOCOL.md), the SDK-neutral half, for Python drivers.
+
+A driver supplies the SDK calls; this module reads the config and specs, writes
+acknowledgements and history lines, runs a job's scripted behaviour, and handles SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+PROTOCOL = 1
+CONFIG: dict[str, Any] = json.loads(os.environ.get("GAUNTLET_CONFIG", "{}"))
+stop_requested = threading.Event()
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 1) -> None:
+    emit({"ok": False, "error": message})
+    sys.exit(code)
+
+
+def specs() -> Iterator[dict[str, Any] | str]:
+    """Job specs from stdin; a line that is no valid spec comes back as its error text."""
+    for raw in sys.stdin:
+        if not raw.strip():
+            continue
+        try:
+            spec = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            yield f"invalid job spec: {exc}"
+            continue
+        if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
+            yield "invalid job spec: not an object with a string id"
+            continue
+        yield spec
+
+
+def body(spec: dict[str, Any]) -> dict[str, Any]:
+    """The SDK job body every worker of the system understands."""
+    return {
+        "gauntlet": {
+            "id": spec["id"],
+            "fail_times": int(spec.get("fail_times") or 0),
+            "sleep_ms": int(spec.get("sleep_ms") or 0),
+            "crash_on_attempt": spec.get("crash_on_attempt"),
+            "echo_payload": bool(spec.get("echo_payload")),
+        },
+        "payload": spec.get("payload"),
+        "pad": "x" * int(spec.get("pad_bytes") or 0),
+    }
+
+
+def normalised_priority(spec: dict[str, Any]) -> int:
+    return max(0, min(3, int(spec.get("priority") or 0)))
+
+
+class History:
+    """Appends one flushed line per event, so a SIGKILL loses nothing already written."""
+
+    def __init__(self, path: str, worker: str) -> None:
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the worker
+        self._lock = threading.Lock()
+        self.worker = worker
+
+    def write(self, event: str, job_id: str, attempt: int, **extra: Any) -> None:
+        line = {
+            "event": event,
+            "id": job_id,
+            "attempt": attempt,
+            "worker": self.worker,
+            "pid": os.getpid(),
+            "wall": round(time.time(), 6),
+            "mono": round(time.monotonic(), 6),
+            **extra,
+        }
+        with self._lock:
+            self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
+            self._file.flush()
+
+
+def execute(history: History, job_body: Any, attempt: int, sdk_id: str) -> bool:
+    """Run a job's scripted behaviour; True when it succeeded. Crashes the process when told to."""
+    meta = job_body.get("gauntlet", {}) if isinstance(job_body, dict) else {}
+    job_id = str(meta.get("id", f"foreign-{sdk_id}"))
+    extra: dict[str, Any] = {"sdk_id": sdk_id}
+    if meta.get("echo_payload"):
+        extra["payload"] = job_body.get("payload")
+    history.write("start", job_id, attempt, **extra)
+    if meta.get("crash_on_attempt") == attempt:
+        os._exit(137)
+    if meta.get("sleep_ms"):
+        time.sleep(int(meta["sleep_ms"]) / 1000)
+    ok = attempt > int(meta.get("fail_times") or 0)
+    history.write("end", job_id, attempt, outcome="ok" if ok else "fail")
+    return ok
+
+
+def run_slots(slot: Callable[[], bool]) -> None:
+    """Run `concurrency` threads, each calling `slot()` (one fetch-and-run; False when idle)
+    until SIGTERM; then let in-flight jobs finish."""
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    idle = float(CONFIG.get("poll_interval_ms", 50)) / 1000
+
+    def loop() -> None:
+        while not stop_requested.is_set():
+            try:
+                busy = slot()
+            except Exception as exc:  # a fetch error (network fault): report, back off, go on
+                print(f"slot error: {exc!r}", file=sys.stderr, flush=True)
+                busy = False
+            if not busy:
+                stop_requested.wait(idle)
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(int(CONFIG.get("concurrency", 1)))]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        for thread in threads:
+            thread.join(timeout=0.2)
+
+
+def main(commands: dict[str, Callable[[], None]]) -> None:
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        fail(f"usage: driver {{{'|'.join(commands)}}}", code=2)
+    try:
+        commands[sys.argv[1]]()
+    except Exception as exc:  # the protocol wants one error line, not a traceback on stdout
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        fail(f"{type(exc).__name__}: {exc}")
