@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import psycopg
 import pytest
 
 from gauntlet.driver import Driver
@@ -83,14 +84,37 @@ def test_large_payloads(workload: Workload, pad_bytes: int) -> None:
     assert_exactly_once(workload.report())
 
 
+class PeakConnections(threading.Thread):
+    """Samples how many backends serve the scenario's database (other than its own)."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.peak, self.done = dsn, 0, threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self.done.wait(0.05):
+                count = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
+                self.peak = max(self.peak, count)
+
+
 @pytest.mark.needs("worker")
 def test_pool_exhaustion(workload: Workload) -> None:
-    """Concurrency larger than the connection pool queues for connections instead of failing."""
+    """Concurrency 8 on a pool of 2: jobs queue for connections (no errors, nothing lost), and
+    the worker stays within the pool it was given."""
     workload.enqueue(workload.specs(60, sleep_ms=10))
+    sampler = PeakConnections(workload.driver.dsn)
+    sampler.start()
     workload.start(1, concurrency=8, pool_size=2)
     workload.wait_until_done(60, settle_s=0.3)
     workload.stop_all()
+    sampler.done.set()
+    sampler.join(5)
+    workload.record("peak_connections", sampler.peak)
     assert_exactly_once(workload.report())
+    assert sampler.peak <= 2, f"the worker opened {sampler.peak} connections on a pool_size of 2"
 
 
 def test_enqueue_acknowledges_every_spec(driver: Driver, workload: Workload) -> None:

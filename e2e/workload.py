@@ -121,11 +121,22 @@ class Workload:
         if errors:
             raise AssertionError("; ".join(errors))
 
+    def worker_errors(self, limit: int = 3) -> list[str]:
+        """Distinct error lines the workers logged: the why behind a lost or stuck job."""
+        seen: list[str] = []
+        for worker in self.workers:
+            for raw in worker.helper.log_text().splitlines():
+                line = raw.strip()
+                if ("error" in line.lower() or "exception" in line.lower()) and line not in seen:
+                    seen.append(line[:300])
+        return seen[:limit]
+
     def report(self, with_stats: bool = True, **check_options: Any) -> Report:
         history = self.history()
         if with_stats:
             history.stats = self.driver.stats()
         report = check(history, **check_options)
+        report.notes = self.worker_errors()
         if self.record is not None:
             for key, value in report.summary().items():
                 if key != "latency_s":
@@ -160,4 +171,6 @@ EXACTLY_ONCE = ("lost", "unexpected", "duplicated", "overlaps", "malformed")
 
 def assert_holds(report: Report, *properties: str) -> None:
     broken = violations(report, *properties)
+    if broken and report.notes:
+        broken.append("worker said: " + " | ".join(report.notes))
     assert not broken, "; ".join(broken)

@@ -67,13 +67,19 @@ def _digest(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-def _tree_digest(folder: Path) -> str:
-    """Hash of an adapter's committed inputs (not its build outputs)."""
-    ignored = {"node_modules", "target", "build", ".venv", "__pycache__", "bin"}
-    files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and not ignored.intersection(p.relative_to(folder).parts)
-    )
-    return _digest(*(str(p.relative_to(folder)).encode() + p.read_bytes() for p in files))
+def _tree_digest(*folders: Path) -> str:
+    """Hash of the files git would commit under `folders` (sources and lock files, not build
+    outputs, which .gitignore names)."""
+    parts = []
+    for folder in folders:
+        listed = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "."], cwd=folder, capture_output=True, text=True
+        ).stdout.split()
+        for name in sorted(listed):
+            path = folder / name
+            if path.is_file():
+                parts.append(str(path.relative_to(paths.ROOT)).encode() + path.read_bytes())
+    return _digest(*parts)
 
 
 def apt_packages() -> None:
@@ -155,7 +161,8 @@ def sdk_drivers() -> None:
     for manifest in manifests.discover():
         if not manifest.build:
             continue
-        digest = _tree_digest(manifest.folder)
+        shared = paths.ADAPTERS / "_shared" / manifest.language
+        digest = _tree_digest(manifest.folder, *([shared] if shared.is_dir() else []))
         if _stamp_matches(f"sdk-{manifest.name}", digest):
             continue
         _say(f"building {manifest.name}")

@@ -103,9 +103,11 @@ class Report:
     stuck: int | None
     malformed: int
     latency_s: dict[str, float | None]
+    notes: list[str] = field(default_factory=list)  # context a scenario attaches (e.g. worker errors)
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("notes")
         for key in ("lost", "unexpected", "overlaps"):
             data[key] = len(data[key])
         for key in ("duplicated", "attempt_violations", "backoff_violations", "delay_violations"):

@@ -69,7 +69,7 @@ class History:
     """Appends one flushed line per event, so a SIGKILL loses nothing already written."""
 
     def __init__(self, path: str, worker: str) -> None:
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the worker
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._lock = threading.Lock()
         self.worker = worker
 
@@ -84,9 +84,9 @@ class History:
             "mono": round(time.monotonic(), 6),
             **extra,
         }
-        with self._lock:
-            self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
-            self._file.flush()
+        data = (json.dumps(line, ensure_ascii=False) + "\n").encode()
+        with self._lock:  # one write(2) per line on an O_APPEND fd: workers' lines never interleave
+            os.write(self._fd, data)
 
 
 def execute(history: History, job_body: Any, attempt: int, sdk_id: str) -> bool:

@@ -1,0 +1,234 @@
+// Package protocol is the SDK-neutral half of driver protocol v1 (sdk_adapters/PROTOCOL.md)
+// for Go drivers: config, specs, acknowledgements, history lines, scripted behaviour, SIGTERM.
+package protocol
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const Version = 1
+
+type Config struct {
+	DSN                string  `json:"dsn"`
+	Queue              string  `json:"queue"`
+	Worker             string  `json:"worker"`
+	Concurrency        int     `json:"concurrency"`
+	History            string  `json:"history"`
+	VisibilityTimeoutS float64 `json:"visibility_timeout_s"`
+	PollIntervalMS     int     `json:"poll_interval_ms"`
+	PoolSize           int     `json:"pool_size"`
+	Transaction        *string `json:"transaction"`
+}
+
+type Spec struct {
+	ID             string          `json:"id"`
+	Payload        json.RawMessage `json:"payload"`
+	Priority       int             `json:"priority"`
+	DelayMS        int64           `json:"delay_ms"`
+	MaxAttempts    *int            `json:"max_attempts"`
+	DedupeKey      *string         `json:"dedupe_key"`
+	FailTimes      int             `json:"fail_times"`
+	SleepMS        int             `json:"sleep_ms"`
+	CrashOnAttempt *int            `json:"crash_on_attempt"`
+	PadBytes       int             `json:"pad_bytes"`
+	EchoPayload    bool            `json:"echo_payload"`
+}
+
+type Meta struct {
+	ID             string `json:"id"`
+	FailTimes      int    `json:"fail_times"`
+	SleepMS        int    `json:"sleep_ms"`
+	CrashOnAttempt *int   `json:"crash_on_attempt"`
+	EchoPayload    bool   `json:"echo_payload"`
+}
+
+type Body struct {
+	Gauntlet Meta            `json:"gauntlet"`
+	Payload  json.RawMessage `json:"payload"`
+	Pad      string          `json:"pad"`
+}
+
+var stdout = struct {
+	sync.Mutex
+	*os.File
+}{File: os.Stdout}
+
+func LoadConfig() Config {
+	cfg := Config{Concurrency: 1, PollIntervalMS: 50, VisibilityTimeoutS: 30, PoolSize: 4}
+	if err := json.Unmarshal([]byte(os.Getenv("GAUNTLET_CONFIG")), &cfg); err != nil {
+		Fail(fmt.Sprintf("bad GAUNTLET_CONFIG: %v", err), 2)
+	}
+	return cfg
+}
+
+func Emit(v any) {
+	line, _ := json.Marshal(v)
+	stdout.Lock()
+	defer stdout.Unlock()
+	stdout.Write(append(line, '\n'))
+}
+
+func Fail(message string, code int) {
+	Emit(map[string]any{"ok": false, "error": message})
+	os.Exit(code)
+}
+
+// Specs calls fn for each job spec on stdin; a line that is no valid spec gets an error ack.
+func Specs(fn func(Spec)) {
+	scanner := bufio.NewScanner(os.Stdin)
+	scanner.Buffer(make([]byte, 1<<20), 64<<20)
+	for scanner.Scan() {
+		raw := strings.TrimSpace(scanner.Text())
+		if raw == "" {
+			continue
+		}
+		var spec Spec
+		if err := json.Unmarshal([]byte(raw), &spec); err != nil || spec.ID == "" {
+			reason := "not an object with a string id"
+			if err != nil {
+				reason = err.Error()
+			}
+			Emit(map[string]any{"id": nil, "ok": false, "error": "invalid job spec: " + reason})
+			continue
+		}
+		fn(spec)
+	}
+}
+
+func Ack(id string, sdkID string, err error) {
+	if err != nil {
+		Emit(map[string]any{"id": id, "ok": false, "error": err.Error()})
+		return
+	}
+	Emit(map[string]any{"id": id, "ok": true, "sdk_id": sdkID})
+}
+
+// MakeBody builds the SDK job body every worker of the system understands.
+func MakeBody(spec Spec) json.RawMessage {
+	payload := spec.Payload
+	if len(payload) == 0 {
+		payload = json.RawMessage("null")
+	}
+	b, _ := json.Marshal(Body{
+		Gauntlet: Meta{spec.ID, spec.FailTimes, spec.SleepMS, spec.CrashOnAttempt, spec.EchoPayload},
+		Payload:  payload,
+		Pad:      strings.Repeat("x", spec.PadBytes),
+	})
+	return b
+}
+
+func NormalisedPriority(spec Spec) int {
+	return min(3, max(0, spec.Priority))
+}
+
+// History appends one unbuffered line per event: a SIGKILL loses nothing already written.
+type History struct {
+	mu     sync.Mutex
+	file   *os.File
+	worker string
+}
+
+func OpenHistory(cfg Config) *History {
+	f, err := os.OpenFile(cfg.History, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		Fail(fmt.Sprintf("history: %v", err), 1)
+	}
+	return &History{file: f, worker: cfg.Worker}
+}
+
+func (h *History) Write(event, id string, attempt int, extra map[string]any) {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	line := map[string]any{
+		"event": event, "id": id, "attempt": attempt, "worker": h.worker, "pid": os.Getpid(),
+		"wall": float64(time.Now().UnixMicro()) / 1e6, "mono": float64(ts.Nano()/1000) / 1e6,
+	}
+	for k, v := range extra {
+		line[k] = v
+	}
+	b, _ := json.Marshal(line)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.file.Write(append(b, '\n'))
+}
+
+// Execute runs a job's scripted behaviour; true when it succeeded. Exits when told to crash.
+func Execute(h *History, body json.RawMessage, attempt int, sdkID string) bool {
+	var job Body
+	_ = json.Unmarshal(body, &job)
+	id := job.Gauntlet.ID
+	if id == "" {
+		id = "foreign-" + sdkID
+	}
+	extra := map[string]any{"sdk_id": sdkID}
+	if job.Gauntlet.EchoPayload {
+		extra["payload"] = job.Payload
+	}
+	h.Write("start", id, attempt, extra)
+	if job.Gauntlet.CrashOnAttempt != nil && *job.Gauntlet.CrashOnAttempt == attempt {
+		os.Exit(137)
+	}
+	if job.Gauntlet.SleepMS > 0 {
+		time.Sleep(time.Duration(job.Gauntlet.SleepMS) * time.Millisecond)
+	}
+	ok := attempt > job.Gauntlet.FailTimes
+	outcome := "fail"
+	if ok {
+		outcome = "ok"
+	}
+	h.Write("end", id, attempt, map[string]any{"outcome": outcome})
+	return ok
+}
+
+// StopContext is cancelled at SIGTERM.
+func StopContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGTERM)
+}
+
+// RunSlots runs cfg.Concurrency goroutines, each calling slot (one fetch-and-run; false when
+// idle) until stop is cancelled; jobs in flight finish before it returns.
+func RunSlots(stop context.Context, cfg Config, slot func() (bool, error)) {
+	var wg sync.WaitGroup
+	idle := time.Duration(cfg.PollIntervalMS) * time.Millisecond
+	for i := 0; i < max(1, cfg.Concurrency); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for stop.Err() == nil {
+				busy, err := slot()
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "slot error: %v\n", err)
+				}
+				if !busy {
+					select {
+					case <-stop.Done():
+					case <-time.After(idle):
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Main dispatches the command named by the first argument.
+func Main(commands map[string]func() error) {
+	if len(os.Args) != 2 || commands[os.Args[1]] == nil {
+		Fail("usage: driver {info|prepare|enqueue|work|stats}", 2)
+	}
+	if err := commands[os.Args[1]](); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		Fail(err.Error(), 1)
+	}
+}

@@ -1,0 +1,119 @@
+// Driver protocol v1 (sdk_adapters/PROTOCOL.md), the SDK-neutral half, for Node drivers.
+// A driver supplies the SDK calls; this module reads the config and specs, writes
+// acknowledgements and history lines, runs a job's scripted behaviour, and handles SIGTERM.
+import fs from "node:fs";
+import readline from "node:readline";
+
+export const PROTOCOL = 1;
+export const CONFIG = JSON.parse(process.env.GAUNTLET_CONFIG || "{}");
+export let stopRequested = false;
+
+export function emit(obj) {
+  fs.writeSync(1, JSON.stringify(obj) + "\n");
+}
+
+export function fail(message, code = 1) {
+  emit({ ok: false, error: message });
+  process.exit(code);
+}
+
+// Job specs from stdin; a line that is no valid spec comes back as its error text.
+export async function* specs() {
+  const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+  for await (const raw of lines) {
+    if (!raw.trim()) continue;
+    let spec;
+    try {
+      spec = JSON.parse(raw);
+    } catch (err) {
+      yield `invalid job spec: ${err.message}`;
+      continue;
+    }
+    if (spec === null || typeof spec !== "object" || Array.isArray(spec) || typeof spec.id !== "string") {
+      yield "invalid job spec: not an object with a string id";
+      continue;
+    }
+    yield spec;
+  }
+}
+
+// The SDK job body every worker of the system understands.
+export function body(spec) {
+  return {
+    gauntlet: {
+      id: spec.id,
+      fail_times: spec.fail_times || 0,
+      sleep_ms: spec.sleep_ms || 0,
+      crash_on_attempt: spec.crash_on_attempt ?? null,
+      echo_payload: Boolean(spec.echo_payload),
+    },
+    payload: spec.payload === undefined ? null : spec.payload,
+    pad: "x".repeat(spec.pad_bytes || 0),
+  };
+}
+
+export function normalisedPriority(spec) {
+  return Math.max(0, Math.min(3, spec.priority || 0));
+}
+
+// One appended, unbuffered line per event: a SIGKILL loses nothing already written.
+export class History {
+  constructor(path, worker) {
+    this.fd = fs.openSync(path, "a");
+    this.worker = worker;
+  }
+  write(event, id, attempt, extra = {}) {
+    const line = {
+      event, id, attempt, worker: this.worker, pid: process.pid,
+      wall: Date.now() / 1000, mono: Number(process.hrtime.bigint() / 1000n) / 1e6, ...extra,
+    };
+    fs.writeSync(this.fd, JSON.stringify(line) + "\n");
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Runs a job's scripted behaviour; true when it succeeded. Crashes the process when told to.
+export async function execute(history, jobBody, attempt, sdkId) {
+  const meta = (jobBody && typeof jobBody === "object" && jobBody.gauntlet) || {};
+  const id = String(meta.id ?? `foreign-${sdkId}`);
+  const extra = { sdk_id: String(sdkId) };
+  if (meta.echo_payload) extra.payload = jobBody.payload;
+  history.write("start", id, attempt, extra);
+  if (meta.crash_on_attempt === attempt) process.exit(137);
+  if (meta.sleep_ms) await sleep(meta.sleep_ms);
+  const ok = attempt > (meta.fail_times || 0);
+  history.write("end", id, attempt, { outcome: ok ? "ok" : "fail" });
+  return ok;
+}
+
+// `concurrency` async slots, each calling slot() (one fetch-and-run; false when idle) until
+// SIGTERM; then the jobs in flight finish and this resolves.
+export async function runSlots(slot) {
+  process.on("SIGTERM", () => { stopRequested = true; });
+  const idle = CONFIG.poll_interval_ms ?? 50;
+  const loop = async () => {
+    while (!stopRequested) {
+      let busy = false;
+      try {
+        busy = await slot();
+      } catch (err) {
+        console.error(`slot error: ${err?.stack || err}`);
+      }
+      if (!busy) await sleep(idle);
+    }
+  };
+  await Promise.all(Array.from({ length: CONFIG.concurrency || 1 }, loop));
+}
+
+export async function main(commands) {
+  const command = process.argv[2];
+  if (!commands[command]) fail(`usage: driver {${Object.keys(commands).join("|")}}`, 2);
+  try {
+    await commands[command]();
+    process.exit(0);
+  } catch (err) {
+    console.error(err?.stack || String(err));
+    fail(`${err?.name || "Error"}: ${err?.message || err}`);
+  }
+}

@@ -1,0 +1,84 @@
+// PGMQ through pgmq-js. PGMQ ships no worker loop, so this is a small one made of the SDK's
+// own calls: readBatch with a visibility timeout, archive on success, and on failure leave
+// the message to reappear when its visibility timeout runs out.
+import { Pgmq } from "pgmq-js";
+import * as p from "../_shared/node/protocol.mjs";
+
+// pgmq-js runs every call on its own pool connection and takes no client: no transactional
+// enqueue. Its send() takes whole seconds of delay.
+const CAPABILITIES = ["fifo", "delay", "batch_enqueue", "visibility_timeout", "crash_recovery", "worker"];
+
+async function client(poolSize) {
+  const url = new URL(p.CONFIG.dsn);
+  return Pgmq.new(
+    {
+      host: url.hostname, port: Number(url.port || 5432), database: decodeURIComponent(url.pathname.slice(1)),
+      user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), ssl: false,
+      max: poolSize ?? p.CONFIG.pool_size ?? 4,
+    },
+    { skipExtensionCreation: true }, // the schema comes from the harness
+  );
+}
+
+async function info() {
+  p.emit({ protocol: p.PROTOCOL, sdk: "pgmq-js", system: "pgmq", language: "node", version: "1.3.1", capabilities: CAPABILITIES });
+}
+
+async function prepare() {
+  const q = await client(1);
+  try {
+    await q.queue.create(p.CONFIG.queue);
+  } finally {
+    await q.close();
+  }
+  p.emit({ ok: true });
+}
+
+async function enqueue() {
+  const q = await client(2);
+  try {
+    for await (const spec of p.specs()) {
+      if (typeof spec === "string") {
+        p.emit({ id: null, ok: false, error: spec });
+        continue;
+      }
+      try {
+        const delaySeconds = Math.ceil((spec.delay_ms || 0) / 1000);
+        const id = await q.msg.send(p.CONFIG.queue, p.body(spec), delaySeconds);
+        p.emit({ id: spec.id, ok: true, sdk_id: String(id) });
+      } catch (err) {
+        p.emit({ id: spec.id, ok: false, error: String(err?.message || err) });
+      }
+    }
+  } finally {
+    await q.close();
+  }
+}
+
+async function work() {
+  const q = await client(p.CONFIG.pool_size ?? (p.CONFIG.concurrency || 1) + 1);
+  const history = new p.History(p.CONFIG.history, p.CONFIG.worker || "w");
+  const vt = p.CONFIG.visibility_timeout_s ?? 30;
+  await p.runSlots(async () => {
+    const [message] = await q.msg.readBatch(p.CONFIG.queue, vt, 1);
+    if (!message) return false;
+    if (await p.execute(history, message.message, message.readCount, message.msgId)) {
+      await q.msg.archive(p.CONFIG.queue, message.msgId);
+    }
+    return true;
+  });
+  await q.close();
+}
+
+async function stats() {
+  const q = await client(1);
+  try {
+    const metrics = await q.queue.getMetrics(p.CONFIG.queue);
+    // pgmq-js exposes no visibility split and no archive count: queue_length is all it reports.
+    p.emit({ queued: metrics.queueLength, running: null, succeeded: null, failed: null, dead: null });
+  } finally {
+    await q.close();
+  }
+}
+
+await p.main({ info, prepare, enqueue, work, stats });
