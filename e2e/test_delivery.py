@@ -84,6 +84,9 @@ def test_large_payloads(workload: Workload, pad_bytes: int) -> None:
     assert_exactly_once(workload.report())
 
 
+BACKENDS = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+
+
 class PeakConnections(threading.Thread):
     """Samples how many backends serve the scenario's database (other than its own)."""
 
@@ -94,9 +97,7 @@ class PeakConnections(threading.Thread):
     def run(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             while not self.done.wait(0.05):
-                count = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                ).fetchone()[0]
+                count = conn.execute(BACKENDS).fetchone()[0]
                 self.peak = max(self.peak, count)
 
 
