@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from .workload import Workload, assert_holds
@@ -43,7 +45,10 @@ def test_worker_crash_mid_job(workload: Workload) -> None:
     specs[5]["crash_on_attempt"] = 1
     workload.enqueue(specs)
     (first,) = workload.start(1, concurrency=1)
-    first.helper.popen.wait(timeout=60)
+    try:
+        first.helper.popen.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        first.kill()  # it never reached the crashing job; the checker says what is missing
     workload.start(1, concurrency=2)
     workload.wait_until_done(60)
     workload.stop_all()
@@ -55,7 +60,10 @@ def test_graceful_shutdown(workload: Workload) -> None:
     """SIGTERM while jobs are in flight: the worker finishes them; a later worker runs the rest."""
     workload.enqueue(workload.specs(30, sleep_ms=300))
     (first,) = workload.start(1, concurrency=5)
-    assert workload.wait_for_starts(5, bound_s=30)
+    if not workload.wait_for_starts(5, bound_s=30):
+        workload.stop_all()
+        assert_holds(workload.report(), "lost")
+        raise AssertionError("no job started within 30 s")
     code = first.stop()
     history = workload.history()
     unfinished = [r.id for r in history.executions if r.outcome is None]
