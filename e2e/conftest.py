@@ -67,7 +67,7 @@ def _properties_and_capabilities(request: pytest.FixtureRequest, record_property
         ("system", manifest.system),
         ("language", manifest.language),
         ("scenario", request.node.originalname),
-        ("suite", request.node.module.__name__.split(".")[-1]),
+        ("suite", "interop" if request.node.originalname == "test_interop" else "e2e"),
         ("topology", "direct"),
         ("seed", seed),
     ):

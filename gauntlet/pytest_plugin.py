@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from _pytest.runner import runtestprotocol
 
 from gauntlet import events, lifecycle
 from gauntlet.pg import Harness, open_harness
@@ -15,8 +16,38 @@ from gauntlet.supervise import Supervisor
 VERDICTS = {"passed": "pass", "failed": "fail", "skipped": "n/a"}
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--rerun-failures", action="store_true", help="re-run a failing case once; a pass then is flaky")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     lifecycle.install_signal_handlers()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """With --rerun-failures, a failing case runs once more (same seed: the seed is per
+    session); a pass on the re-run is reported as passed with a `flaky` property saying
+    how the first run failed, and the report shows it as *flaky*, never as *pass*."""
+    if not item.config.getoption("--rerun-failures"):
+        return None
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    reports = runtestprotocol(item, nextitem=nextitem, log=False)
+    failed = next((r for r in reports if r.failed), None)
+    if failed is not None:
+        retry = runtestprotocol(item, nextitem=nextitem, log=False)
+        if not any(r.failed for r in retry):
+            first = str(failed.longrepr).splitlines()[-1][:300] if failed.longrepr else ""
+            note = f"failed, then passed on re-run: {first}"
+            for report in retry:
+                report.user_properties.append(("flaky", note))
+            reports = retry
+        else:
+            reports = retry
+    for report in reports:
+        item.ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
 
 
 @pytest.fixture(scope="session")
