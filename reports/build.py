@@ -34,11 +34,11 @@ def load_findings(path: Path = EXPECTATIONS) -> list[matrix.Finding]:
     data = tomllib.loads(path.read_text()) if path.exists() else {}
     findings = []
     for n, item in enumerate(data.get("finding", []), 1):
-        missing = {"row", "sdk", "verdict", "reason"} - set(item)
-        if missing:
-            raise SystemExit(f"{path}: finding {n} lacks {sorted(missing)}")
+        missing = {"rows", "sdk", "verdict", "reason"} - set(item)
+        if missing or not isinstance(item["rows"], list):
+            raise SystemExit(f"{path}: finding {n} lacks {sorted(missing) or 'a list of rows'}")
         findings.append(
-            matrix.Finding(item["row"], item["sdk"], item["verdict"], item["reason"], item.get("upstream", ""))
+            matrix.Finding(item["rows"], item["sdk"], item["verdict"], item["reason"], item.get("upstream", ""))
         )
     return findings
 
@@ -92,7 +92,7 @@ def run_facts(seed: str | None) -> dict[str, Any]:
         "id": started.strftime("%Y%m%dT%H%M%SZ"),
         "started": started.isoformat(timespec="seconds"),
         "git_sha": sha,
-        "postgres_version": pg.strip().split()[-1] if pg else "",
+        "postgres_version": pg.split("(PostgreSQL)")[-1].split()[0] if pg else "",
         "seed": seed or "",
     }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -112,16 +112,22 @@ def build(cases: list[Case], columns: list[Column], logs: dict[str, str]) -> tup
     return sorted(rows.values(), key=lambda r: (order.get(r.suite, 99), r.id)), cells
 
 
+def wildcard(pattern: str, value: str) -> bool:
+    """`*` and `?` are wildcards; everything else (row ids hold `[` `]`) is literal."""
+    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(regex, value) is not None
+
+
 @dataclass
 class Finding:
-    row: str
+    rows: list[str]
     sdk: str
     verdict: str
     reason: str
     upstream: str = ""
 
     def matches(self, cell: Cell) -> bool:
-        return fnmatch.fnmatchcase(cell.row, self.row) and fnmatch.fnmatchcase(cell.sdk, self.sdk)
+        return any(wildcard(row, cell.row) for row in self.rows) and wildcard(self.sdk, cell.sdk)
 
 
 @dataclass

@@ -113,6 +113,8 @@ def _cell_html(cell: dict[str, Any] | None) -> str:
     if cell.get("changed_from"):
         title = f"was {cell['changed_from']} in the baseline. {title}"
     duration = f"<br><small>{cell['duration_s']:.1f}s</small>" if cell.get("duration_s") is not None else ""
+    if cell.get("properties", {}).get("assertions"):
+        duration = f"<br><small>{cell['properties']['assertions']} assertions</small>"
     extra = f"<br><small>{html.escape(_extra(cell))}</small>" if _extra(cell) else ""
     label = f"{SYMBOL[verdict]} {verdict}"
     if cell.get("log"):

@@ -215,8 +215,8 @@ def _cells() -> list[matrix.Cell]:
 
 def test_expectations_mark_known_findings_and_name_every_deviation() -> None:
     findings = [
-        matrix.Finding("e2e/*", "pgmq-go", "fail", "cannot read"),
-        matrix.Finding("e2e/test_migrate_twice", "pgmq-*", "fail", "not idempotent"),
+        matrix.Finding(["e2e/*"], "pgmq-go", "fail", "cannot read"),
+        matrix.Finding(["e2e/test_migrate_twice"], "pgmq-*", "fail", "not idempotent"),
     ]
     cells = _cells()
     deviations = matrix.apply_expectations(cells, findings)
@@ -225,6 +225,12 @@ def test_expectations_mark_known_findings_and_name_every_deviation() -> None:
         ("regression", "e2e/test_fifo_ordering", "pgmq-py"),
         ("stale", "e2e/test_migrate_twice", "pgmq-rs"),
     }
+
+
+def test_row_patterns_treat_brackets_literally() -> None:
+    assert matrix.wildcard("e2e/test_batch_sizes[100]", "e2e/test_batch_sizes[100]")
+    assert not matrix.wildcard("e2e/test_batch_sizes[100]", "e2e/test_batch_sizes1")
+    assert matrix.wildcard("e2e/test_batch_sizes[*]", "e2e/test_batch_sizes[1000]")
 
 
 def test_baseline_marks_changed_cells() -> None:
@@ -252,7 +258,8 @@ def test_dashboard_renders_in_headless_chromium_without_console_errors(tmp_path:
         '<testsuite name="pytest"><testcase name="test_basic_wave"><properties><property name="suite" value="e2e"/>'
         '<property name="sdk" value="pgmq-py"/><property name="system" value="pgmq"/></properties></testcase>'
         '<testcase name="test_fifo_ordering"><properties><property name="suite" value="e2e"/>'
-        '<property name="sdk" value="pgmq-py"/></properties><failure message="order_inversions 2"/></testcase></testsuite>'
+        '<property name="sdk" value="pgmq-py"/></properties><failure message="order_inversions 2"/>'
+        "</testcase></testsuite>"
     )
     out = tmp_path / "out"
     out.mkdir()
