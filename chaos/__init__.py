@@ -1,0 +1,1 @@
+"""Chaos: the nemesis (faults with heals), seeded schedules, and the chaos scenarios."""

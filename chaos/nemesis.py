@@ -1,0 +1,206 @@
+"""The nemesis: fault primitives, each with its heal. A fault acts on the network (Toxiproxy),
+on PostgreSQL (backends, settings, connections, the cluster) or on worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from chaos.toxiproxy import Proxy
+from gauntlet.driver import Worker
+from gauntlet.pg import EmbeddedCluster
+
+
+class Fault:
+    """apply() starts the fault; heal() ends it. Both are idempotent enough to call once each."""
+
+    name = "fault"
+
+    def apply(self) -> None:
+        raise NotImplementedError
+
+    def heal(self) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"fault": self.name}
+
+
+@dataclass
+class Toxic(Fault):
+    """A Toxiproxy toxic on the workers' connection path: reset_peer, latency (+ jitter),
+    timeout (half-open), slicer, bandwidth, limit_data."""
+
+    proxy: Proxy
+    kind: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    stream: str = "downstream"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.kind
+
+    def apply(self) -> None:
+        self.proxy.add_toxic(f"gauntlet_{self.kind}", self.kind, self.stream, **self.attributes)
+
+    def heal(self) -> None:
+        with contextlib.suppress(Exception):
+            self.proxy.remove_toxic(f"gauntlet_{self.kind}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"fault": self.kind, **self.attributes}
+
+
+@dataclass
+class Partition(Fault):
+    """The proxy disabled: every connection through it dropped, new ones refused."""
+
+    proxy: Proxy
+    name = "partition"
+
+    def apply(self) -> None:
+        self.proxy.disable()
+
+    def heal(self) -> None:
+        self.proxy.enable()
+
+
+def _admin(dsn: str) -> psycopg.Connection:
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+
+
+def backends(admin_dsn: str, database: str, query_like: str | None = None) -> list[int]:
+    """Client backends serving `database` (optionally those whose last query matches)."""
+    with _admin(admin_dsn) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
+            " AND pid <> pg_backend_pid() AND (%s::text IS NULL OR query ILIKE %s)",
+            (database, query_like, query_like),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+@dataclass
+class TerminateBackends(Fault):
+    """pg_terminate_backend of the backends serving the workers (e.g. the LISTEN connection,
+    or the one holding a job between dequeue and ack), found through pg_stat_activity."""
+
+    admin_dsn: str
+    database: str
+    query_like: str | None = None
+    name = "terminate_backend"
+    killed: int = 0
+
+    def apply(self) -> None:
+        with _admin(self.admin_dsn) as conn:
+            for pid in backends(self.admin_dsn, self.database, self.query_like):
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                self.killed += 1
+
+    def heal(self) -> None:
+        """Nothing to undo: the clients must reconnect by themselves."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"fault": self.name, "matching": self.query_like or "any", "killed": self.killed}
+
+
+@dataclass
+class StatementTimeout(Fault):
+    """A tiny statement_timeout for the workers' database; their sessions are ended so the
+    setting reaches them. Heal: the setting reset, sessions ended again to pick it up."""
+
+    admin_dsn: str
+    database: str
+    timeout_ms: int = 1
+    name = "statement_timeout"
+
+    def _set(self, value: str | None) -> None:
+        with _admin(self.admin_dsn) as conn:
+            db = sql.Identifier(self.database)
+            if value is None:
+                conn.execute(sql.SQL("ALTER DATABASE {} RESET statement_timeout").format(db))
+            else:
+                conn.execute(sql.SQL("ALTER DATABASE {} SET statement_timeout = {}").format(db, sql.Literal(value)))
+        TerminateBackends(self.admin_dsn, self.database).apply()
+
+    def apply(self) -> None:
+        self._set(f"{self.timeout_ms}ms")
+
+    def heal(self) -> None:
+        self._set(None)
+
+
+@dataclass
+class ConnectionHog(Fault):
+    """Other sessions take every free connection slot (max_connections exhausted)."""
+
+    admin_dsn: str
+    hog_dsn: str
+    held: list[psycopg.Connection] = field(default_factory=list)
+    name = "max_connections"
+
+    def apply(self) -> None:
+        # Superuser clients may use the reserved slots too, so take slots until refused.
+        with _admin(self.admin_dsn) as conn:
+            limit = int(conn.execute("SELECT current_setting('max_connections')::int").fetchone()[0])
+        for _ in range(limit):
+            try:
+                self.held.append(psycopg.connect(self.hog_dsn, connect_timeout=5))
+            except psycopg.OperationalError:
+                break
+
+    def heal(self) -> None:
+        while self.held:
+            with contextlib.suppress(Exception):
+                self.held.pop().close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"fault": self.name, "held": len(self.held)}
+
+
+@dataclass
+class RestartPostgres(Fault):
+    """A fast shutdown and start of the whole cluster (same port, same data)."""
+
+    cluster: EmbeddedCluster
+    name = "postgres_restart"
+
+    def apply(self) -> None:
+        self.cluster.restart()
+
+    def heal(self) -> None:
+        """The restart is its own heal."""
+
+
+@dataclass
+class KillWorker(Fault):
+    """SIGKILL a worker; heal starts a replacement (the caller's `respawn`)."""
+
+    worker: Worker
+    respawn: Callable[[], Any]
+    name = "worker_sigkill"
+
+    def apply(self) -> None:
+        self.worker.kill()
+
+    def heal(self) -> None:
+        self.respawn()
+
+
+@dataclass
+class PauseWorker(Fault):
+    """SIGSTOP a worker (e.g. past its visibility timeout/lease); heal sends SIGCONT."""
+
+    worker: Worker
+    name = "worker_pause"
+
+    def apply(self) -> None:
+        self.worker.pause()
+
+    def heal(self) -> None:
+        self.worker.resume()

@@ -1,0 +1,184 @@
+"""The chaos catalog: the same seeded schedule for every SDK, one fault kind per scenario.
+
+Every system must lose nothing; duplicates are allowed only for SDKs that declare
+at-least-once delivery (visibility timeout / crash recovery), which every fault here can
+trigger; a worker that does not resume within the bound after the heal fails the cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from chaos import nemesis, schedule, wave
+from chaos.toxiproxy import Proxy
+from e2e.workload import Workload, assert_holds
+from gauntlet.driver import Driver
+from gauntlet.pg import Harness
+
+AT_LEAST_ONCE = {"visibility_timeout", "crash_recovery"}
+
+
+def judge(outcome: wave.Outcome, capabilities: list[str], record) -> None:
+    report = outcome.report
+    record("lost", len(report.lost))
+    record("duplicated", len(report.duplicated))
+    assert outcome.progressed, "the workers ran nothing before any fault was applied" + (
+        f" (worker said: {' | '.join(report.notes)})" if report.notes else ""
+    )
+    allowed = ["duplicated", "overlaps"] if AT_LEAST_ONCE & set(capabilities) else []
+    assert_holds(report, *[p for p in ("lost", "unexpected", "duplicated", "overlaps", "stuck") if p not in allowed])
+    assert outcome.recovery_s is not None, f"work never resumed within {wave.RECOVERY_BOUND_S:g} s of the heal"
+
+
+def chaos_case(name: str) -> Callable[..., None]:
+    """Builds the test body shared by the proxy faults."""
+
+    def body(
+        workload: Workload,
+        worker_driver: Driver,
+        proxy: Proxy,
+        seed: int,
+        sdk_info: dict,
+        record_property,
+        make: Callable[[Proxy], nemesis.Fault],
+    ) -> None:
+        plan = schedule.draw(name, seed)
+        judge(wave.run(workload, worker_driver, plan, lambda: make(proxy)), sdk_info["capabilities"], record_property)
+
+    return body
+
+
+PROXY_FAULTS: dict[str, Callable[[Proxy], nemesis.Fault]] = {
+    "reset_peer": lambda p: nemesis.Toxic(p, "reset_peer", {"timeout": 0}),
+    "latency_spike": lambda p: nemesis.Toxic(p, "latency", {"latency": 500, "jitter": 200}),
+    "partition": lambda p: nemesis.Partition(p),
+    "half_open": lambda p: nemesis.Toxic(p, "timeout", {"timeout": 0}),
+    "slicer": lambda p: nemesis.Toxic(p, "slicer", {"average_size": 64, "size_variation": 32, "delay": 200}),
+    "bandwidth": lambda p: nemesis.Toxic(p, "bandwidth", {"rate": 8}),
+    "limit_data": lambda p: nemesis.Toxic(p, "limit_data", {"bytes": 4096}),
+}
+
+
+@pytest.mark.needs("worker")
+@pytest.mark.parametrize("fault", sorted(PROXY_FAULTS))
+def test_network_fault(
+    fault: str, workload: Workload, worker_driver: Driver, proxy: Proxy, seed: int, sdk_info: dict, record_property
+) -> None:
+    """A Toxiproxy fault on the workers' connections, then heal."""
+    chaos_case(fault)(workload, worker_driver, proxy, seed, sdk_info, record_property, PROXY_FAULTS[fault])
+
+
+def _database(driver: Driver) -> str:
+    return str(conninfo_to_dict(driver.dsn)["dbname"])
+
+
+@pytest.mark.needs("worker", "listen_notify")
+def test_listen_connection_killed(
+    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict, record_property
+) -> None:
+    """The worker's LISTEN connection is terminated (pg_terminate_backend); it must re-listen or poll."""
+    plan = schedule.draw("listen_killed", seed)
+    fault = lambda: nemesis.TerminateBackends(harness.server.dsn(), _database(worker_driver), "LISTEN%")  # noqa: E731
+    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
+
+
+@pytest.mark.needs("worker")
+def test_backend_killed_between_dequeue_and_ack(
+    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict, record_property
+) -> None:
+    """Every backend serving the workers is terminated while jobs are in flight (fetched, not yet acknowledged)."""
+    plan = schedule.draw("backend_killed", seed, faults=2, longest_s=1.0)
+    fault = lambda: nemesis.TerminateBackends(harness.server.dsn(), _database(worker_driver))  # noqa: E731
+    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
+
+
+@pytest.mark.needs("worker")
+def test_postgres_restart_mid_wave(
+    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict, record_property
+) -> None:
+    """The whole cluster restarts (fast shutdown, start) in the middle of a wave."""
+    if harness.cluster is None:
+        pytest.skip("not applicable: an external server is not restarted by the harness")
+    plan = schedule.draw("postgres_restart", seed, longest_s=1.0)
+    judge(
+        wave.run(workload, worker_driver, plan, lambda: nemesis.RestartPostgres(harness.cluster)),
+        sdk_info["capabilities"],
+        record_property,
+    )
+
+
+@pytest.mark.needs("worker")
+def test_statement_timeout(
+    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict, record_property
+) -> None:
+    """Every statement of the workers' database times out after 1 ms for a while."""
+    plan = schedule.draw("statement_timeout", seed)
+    fault = lambda: nemesis.StatementTimeout(harness.server.dsn(), _database(worker_driver))  # noqa: E731
+    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
+
+
+@pytest.mark.needs("worker")
+def test_max_connections_exhausted(
+    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict, record_property
+) -> None:
+    """Other sessions hold every free connection slot, and the workers' own connections are dropped."""
+    plan = schedule.draw("max_connections", seed)
+    database = _database(worker_driver)
+
+    def fault() -> nemesis.Fault:
+        hog = nemesis.ConnectionHog(harness.server.dsn(), harness.server.dsn())
+        killer = nemesis.TerminateBackends(harness.server.dsn(), database)
+        return Composite([hog, killer])
+
+    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
+
+
+@pytest.mark.needs("worker")
+def test_worker_paused_past_its_lease(
+    workload: Workload, worker_driver: Driver, seed: int, sdk_info: dict, record_property
+) -> None:
+    """One worker is SIGSTOPped for longer than the visibility timeout/lease, then SIGCONTed."""
+    plan = schedule.draw("worker_pause", seed, earliest_s=0.5, longest_s=4.5)
+    judge(
+        wave.run(workload, worker_driver, plan, lambda: nemesis.PauseWorker(workload.workers[0])),
+        sdk_info["capabilities"],
+        record_property,
+    )
+
+
+@pytest.mark.needs("worker", "crash_recovery")
+def test_worker_killed_mid_wave(
+    workload: Workload, worker_driver: Driver, seed: int, sdk_info: dict, record_property
+) -> None:
+    """One worker is SIGKILLed mid-wave; a replacement starts at the heal."""
+    plan = schedule.draw("worker_kill", seed, longest_s=1.0)
+
+    def fault() -> nemesis.Fault:
+        return nemesis.KillWorker(
+            workload.workers[0], lambda: workload.start(1, wave.CONCURRENCY, driver=worker_driver)
+        )
+
+    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
+
+
+class Composite(nemesis.Fault):
+    """Several faults applied together and healed in reverse order."""
+
+    name = "composite"
+
+    def __init__(self, parts: list[nemesis.Fault]) -> None:
+        self.parts = parts
+
+    def apply(self) -> None:
+        for part in self.parts:
+            part.apply()
+
+    def heal(self) -> None:
+        for part in reversed(self.parts):
+            part.heal()
+
+    def describe(self) -> dict:
+        return {"fault": "+".join(p.describe()["fault"] for p in self.parts)}

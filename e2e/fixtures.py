@@ -1,0 +1,121 @@
+"""Fixtures shared by the E2E and chaos catalogs: the SDK under test (--sdk), capability
+gating, a fresh database with the system's schema per scenario, and the properties every
+test case carries. Each catalog's conftest imports them."""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.workload import Workload
+from gauntlet import manifests, schemas
+from gauntlet.driver import Driver, DriverError
+from gauntlet.manifests import Manifest
+from gauntlet.pg import Harness
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--sdk", help="the SDK adapter under test (a folder name in sdk_adapters/)")
+    parser.addoption("--seed", type=int, default=None, help="workload seed (default: random, recorded)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs(*capabilities): not applicable unless the SDK declares them")
+
+
+@pytest.fixture(scope="session")
+def seed(pytestconfig: pytest.Config) -> int:
+    chosen = pytestconfig.getoption("--seed")
+    return (
+        int(chosen)
+        if chosen is not None
+        else int(os.environ.get("GAUNTLET_SEED", random.SystemRandom().randrange(1, 10**6)))
+    )
+
+
+@pytest.fixture(scope="session")
+def manifest(pytestconfig: pytest.Config) -> Manifest:
+    name = pytestconfig.getoption("--sdk")
+    found = {m.name: m for m in manifests.discover()}
+    if name not in found:
+        pytest.fail(f"--sdk={name!r}: no such adapter; known: {sorted(found)}", pytrace=False)
+    return found[name]
+
+
+@pytest.fixture(scope="session")
+def sdk_info(manifest: Manifest, harness: Harness) -> dict:
+    """The driver's `info`; a driver that cannot answer makes every cell an error that says why."""
+    try:
+        return Driver(manifest, harness.supervisor, harness.server.dsn()).info()
+    except DriverError as exc:
+        pytest.fail(f"driver unusable: {exc}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def properties_and_capabilities(request: pytest.FixtureRequest, record_property, seed: int) -> Iterator[None]:
+    if "manifest" not in request.fixturenames:
+        yield
+        return
+    manifest: Manifest = request.getfixturevalue("manifest")
+    for key, value in (
+        ("sdk", manifest.name),
+        ("system", manifest.system),
+        ("language", manifest.language),
+        ("scenario", request.node.originalname),
+        ("suite", suite_of(request)),
+        ("topology", "toxiproxy" if suite_of(request) == "chaos" else "direct"),
+        ("seed", seed),
+    ):
+        record_property(key, value)
+    marker = request.node.get_closest_marker("needs")
+    if marker:
+        declared = set(request.getfixturevalue("sdk_info")["capabilities"])
+        missing = [c for c in marker.args if c not in declared]
+        if missing:
+            pytest.skip(f"not applicable: {manifest.name} does not declare {', '.join(missing)}")
+    yield
+
+
+def suite_of(request: pytest.FixtureRequest) -> str:
+    if request.node.path.parent.name == "chaos":
+        return "chaos"
+    return "interop" if request.node.originalname == "test_interop" else "e2e"
+
+
+def system_template(harness: Harness, system: str) -> str:
+    return harness.databases.template(
+        f"e2e_{system.replace('-', '_')}", lambda dsn: schemas.install(system, dsn, harness.supervisor)
+    )
+
+
+@pytest.fixture
+def database(harness: Harness, manifest: Manifest) -> str:
+    """DSN of a fresh database holding the system's schema."""
+    return harness.databases.dsn(harness.databases.fresh(system_template(harness, manifest.system), label="e2e"))
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"q{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def driver(manifest: Manifest, harness: Harness, database: str, queue_name: str, sdk_info: dict) -> Driver:
+    made = Driver(manifest, harness.supervisor, database, queue_name)
+    made.prepare()
+    return made
+
+
+@pytest.fixture
+def workload(driver: Driver, tmp_path: Path, seed: int, record_property) -> Iterator[Workload]:
+    load = Workload(driver, tmp_path, seed, record=record_property)
+    try:
+        yield load
+    finally:
+        for worker in load.workers:
+            worker.kill()

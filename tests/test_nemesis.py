@@ -1,0 +1,164 @@
+"""Each fault primitive takes effect and heals, against the real Toxiproxy and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from chaos import nemesis, schedule
+from chaos.toxiproxy import Proxy, ToxiproxyError, ToxiproxyServer
+from gauntlet.driver import Worker
+from gauntlet.pg import EmbeddedCluster
+from gauntlet.supervise import Supervisor
+
+
+@pytest.fixture(scope="module")
+def toxiproxy(harness) -> Iterator[ToxiproxyServer]:
+    server = ToxiproxyServer(harness.supervisor).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxy(toxiproxy: ToxiproxyServer, harness) -> Iterator[Proxy]:
+    made = toxiproxy.create_proxy(f"t{time.monotonic_ns()}", harness.server.port)
+    yield made
+    made.reset()
+
+
+def through(proxy: Proxy, harness) -> str:
+    params = conninfo_to_dict(harness.server.dsn())
+    params["port"] = proxy.port
+    return make_conninfo("", **params)
+
+
+def query_works(dsn: str, timeout_s: int = 2) -> bool:
+    try:
+        with psycopg.connect(
+            dsn, connect_timeout=timeout_s, options=f"-c statement_timeout={timeout_s * 1000}"
+        ) as conn:
+            return conn.execute("SELECT 1").fetchone() == (1,)
+    except psycopg.Error:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("kind", "attributes"),
+    [
+        ("reset_peer", {"timeout": 0}),
+        ("timeout", {"timeout": 0}),
+        ("limit_data", {"bytes": 1}),
+        ("latency", {"latency": 3000, "jitter": 0}),
+        ("bandwidth", {"rate": 0}),
+        ("slicer", {"average_size": 1, "delay": 500000}),
+    ],
+)
+def test_each_toxic_breaks_queries_and_heals(proxy: Proxy, harness, kind: str, attributes: dict) -> None:
+    dsn = through(proxy, harness)
+    assert query_works(dsn)
+    fault = nemesis.Toxic(proxy, kind, attributes)
+    fault.apply()
+    assert not query_works(dsn, timeout_s=1), f"{kind} did not take effect"
+    fault.heal()
+    assert query_works(dsn), f"{kind} did not heal"
+
+
+def test_partition_and_heal(proxy: Proxy, harness) -> None:
+    dsn = through(proxy, harness)
+    fault = nemesis.Partition(proxy)
+    fault.apply()
+    assert not query_works(dsn, timeout_s=1)
+    fault.heal()
+    assert query_works(dsn)
+
+
+def test_toxics_update_in_place_and_5xx_raise(proxy: Proxy, toxiproxy: ToxiproxyServer) -> None:
+    proxy.add_toxic("slow", "latency", latency=10)
+    proxy.update_toxic("slow", latency=20)
+    assert toxiproxy.call(proxy.client.get_toxic, "slow").attributes["latency"] == 20
+    with pytest.raises(Exception, match=r"404|NotFound|not found"):
+        proxy.update_toxic("no_such_toxic", latency=1)
+    assert issubclass(ToxiproxyError, Exception)
+
+
+def test_terminate_backends_ends_the_sessions(harness, fresh_db: str) -> None:
+    database = conninfo_to_dict(fresh_db)["dbname"]
+    victim = psycopg.connect(fresh_db, autocommit=True)
+    fault = nemesis.TerminateBackends(harness.server.dsn(), database)
+    fault.apply()
+    assert fault.killed >= 1
+    with pytest.raises(psycopg.OperationalError):
+        victim.execute("SELECT 1")
+    assert query_works(fresh_db), "a new session must still work"
+
+
+def test_statement_timeout_and_heal(harness, fresh_db: str) -> None:
+    database = conninfo_to_dict(fresh_db)["dbname"]
+    fault = nemesis.StatementTimeout(harness.server.dsn(), database, timeout_ms=1)
+    fault.apply()
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("1ms",)
+    fault.heal()
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
+
+
+def test_connection_hog_exhausts_max_connections_and_heals(harness, fresh_db: str) -> None:
+    fault = nemesis.ConnectionHog(harness.server.dsn(), fresh_db)
+    fault.apply()
+    try:
+        assert fault.held, "no slot was taken"
+        with pytest.raises(psycopg.OperationalError, match=r"too many clients|reserved"):
+            psycopg.connect(fresh_db, connect_timeout=3).close()
+    finally:
+        fault.heal()
+    assert query_works(fresh_db)
+
+
+def test_postgres_restart_drops_sessions_and_comes_back(tmp_path) -> None:
+    supervisor = Supervisor(log_dir=tmp_path)
+    cluster = EmbeddedCluster(supervisor)
+    server = cluster.start()
+    try:
+        before = psycopg.connect(server.dsn(), autocommit=True)
+        nemesis.RestartPostgres(cluster).apply()
+        with pytest.raises(psycopg.OperationalError):
+            before.execute("SELECT 1")
+        assert query_works(server.dsn())
+    finally:
+        cluster.stop()
+        supervisor.close()
+
+
+def test_pause_and_kill_a_worker(tmp_path) -> None:
+    supervisor = Supervisor(log_dir=tmp_path)
+    helper = supervisor.spawn("sleeper", ["sleep", "600"])
+    worker = Worker("w", helper)
+    pause = nemesis.PauseWorker(worker)
+    pause.apply()
+    time.sleep(0.2)
+    stat = Path(f"/proc/{helper.pid}/stat")
+    assert stat.read_text().split()[2] == "T"
+    pause.heal()
+    time.sleep(0.2)
+    assert stat.read_text().split()[2] != "T"
+    respawned = []
+    kill = nemesis.KillWorker(worker, lambda: respawned.append(True))
+    kill.apply()
+    assert not worker.alive()
+    kill.heal()
+    assert respawned == [True]
+    supervisor.close()
+
+
+def test_the_same_seed_gives_the_same_schedule() -> None:
+    assert schedule.draw("partition", 7) == schedule.draw("partition", 7)
+    assert schedule.draw("partition", 7) != schedule.draw("partition", 8)
+    plan = schedule.draw("x", 3, faults=3)
+    ends = [w.start_s + w.duration_s for w in plan.windows]
+    assert all(end < nxt.start_s for end, nxt in zip(ends, plan.windows[1:], strict=False)), "windows overlap"
