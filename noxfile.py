@@ -71,6 +71,12 @@ if any((paths.ROOT / "chaos").glob("test_*.py")):  # sessions appear with the fi
         _pytest(session, "chaos", f"--sdk={sdk}", "--rerun-failures", junit=f"chaos-{sdk}.xml")
 
 
+@nox.session(tags=["bench"])
+def bench(session: nox.Session) -> None:
+    """Throughput and latency of every SDK beside the raw-SQL limit, and the harness's own cost."""
+    session.run(sys.executable, "-m", "gauntlet.bench", *session.posargs, **GRACE)  # type: ignore[arg-type]
+
+
 @nox.session(tags=["report"])
 def report(session: nox.Session) -> None:
     """Merge every JUnit file under reports/out/junit/ into the matrix (runs last)."""

@@ -17,8 +17,8 @@ JOBS = 600
 SLEEP_MS = 50
 WORKERS = 2
 CONCURRENCY = 2
-PROGRESS_BOUND_S = 15.0  # a worker that runs nothing before any fault: no chaos to judge
-RECOVERY_BOUND_S = 20.0  # after the last heal, work must resume within this
+PROGRESS_BOUND_S = 10.0  # a worker that runs nothing before any fault: no chaos to judge
+RECOVERY_BOUND_S = 15.0  # after the last heal, work must resume within this
 
 
 @dataclass
@@ -56,6 +56,9 @@ def run(
     workload.wait_until_done(RECOVERY_BOUND_S + jobs * SLEEP_MS / 1000, settle_s=1.0, idle_s=RECOVERY_BOUND_S)
     workload.stop_all()
     report = workload.report()
+    dead = [w.name for w in workload.workers if w.helper.popen.returncode not in (None, 0, -15)]
+    if dead:
+        report.notes.insert(0, f"worker process(es) {', '.join(dead)} died during the wave")
     after = sorted(r.end for r in workload.history().executions if r.outcome == "ok" and r.end and r.end > healed_at)
     remaining = report.acknowledged - report.succeeded
     recovery = round(after[0] - healed_at, 3) if after else (0.0 if remaining == 0 else None)

@@ -95,6 +95,8 @@ class Workload:
             if wanted <= done:
                 time.sleep(settle_s)
                 return True
+            if self.workers and not any(w.alive() for w in self.workers):
+                return False  # every worker process is gone: nothing more will happen
             size = self.history_path.stat().st_size if self.history_path.exists() else 0
             if size != last_size:
                 last_size, last_change = size, time.monotonic()

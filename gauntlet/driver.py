@@ -186,8 +186,9 @@ class Driver:
             raise DriverError(f"{self.name} stats: expected one line with {STATS_KEYS}, got {json.dumps(lines)[:300]}")
         return {k: lines[0][k] for k in STATS_KEYS}
 
-    def start_worker(self, worker: str, history: Path, concurrency: int = 1, **extra: Any) -> Worker:
-        config = self._config(worker=worker, history=str(history), concurrency=concurrency, **extra)
+    def start_worker(self, worker: str, history: Path | None, concurrency: int = 1, **extra: Any) -> Worker:
+        """history=None: the worker records nothing (the bench's harness-cost baseline)."""
+        config = self._config(worker=worker, history=str(history) if history else "", concurrency=concurrency, **extra)
         helper = self.supervisor.spawn(
             f"{self.name}-work-{worker}", self._argv("work"), env=self._env(config), cwd=self.manifest.folder
         )

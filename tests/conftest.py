@@ -12,16 +12,22 @@ from pathlib import Path
 import pytest
 
 
-def postgres_pids() -> set[int]:
+def postgres_pids(roots: list[str] | None = None) -> set[int]:
+    """PostgreSQL processes; with `roots`, only those of clusters under those directories
+    (every postgres process has its data directory as its cwd), so other clusters running
+    on the machine at the same time are not mistaken for leaks."""
     uid = pwd.getpwnam("postgres").pw_uid
     pids = set()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if proc.stat().st_uid == uid and (proc / "cmdline").read_bytes():
-                    pids.add(int(proc.name))
+                if proc.stat().st_uid != uid or not (proc / "cmdline").read_bytes():
+                    continue
+                cwd = os.readlink(proc / "cwd")
             except OSError:
                 continue
+            if roots is None or any(cwd.startswith(root) for root in roots):
+                pids.add(int(proc.name))
     return pids
 
 
@@ -52,11 +58,17 @@ class LeakCheck:
     pg_pids: set[int]
     dirs: set[str]
 
-    def assert_clean(self, pids: list[int] = (), ports: list[int] = (), bound_s: float = 10.0) -> None:  # type: ignore[assignment]
+    def assert_clean(
+        self,
+        pids: list[int] = (),
+        ports: list[int] = (),
+        roots: list[str] = (),
+        bound_s: float = 10.0,  # type: ignore[assignment]
+    ) -> None:
         """Everything started since the snapshot is gone (backends get a moment to notice)."""
         deadline = time.monotonic() + bound_s
         while True:
-            left_pg = postgres_pids() - self.pg_pids
+            left_pg = postgres_pids(list(roots) or None) - self.pg_pids
             left_pids = [p for p in pids if pid_alive(p)]
             left_ports = [p for p in ports if port_open(p)]
             left_dirs = harness_dirs() - self.dirs

@@ -32,7 +32,7 @@ def test_interrupted_harness_leaves_nothing(leak_check, signum) -> None:
     proc, facts = _start([sys.executable, str(HELPERS / "hold_cluster.py")])
     proc.send_signal(signum)
     proc.communicate(timeout=60)
-    leak_check.assert_clean(pids=facts["pids"], ports=[facts["port"]])
+    leak_check.assert_clean(pids=facts["pids"], ports=[facts["port"]], roots=[facts["root"]])
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -41,4 +41,4 @@ def test_interrupted_pytest_session_leaves_nothing(leak_check, signum) -> None:
     proc, facts = _start(argv)
     proc.send_signal(signum)
     proc.communicate(timeout=60)
-    leak_check.assert_clean(pids=facts["pids"], ports=[facts["port"]])
+    leak_check.assert_clean(pids=facts["pids"], ports=[facts["port"]], roots=[facts["root"]])

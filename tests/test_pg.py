@@ -27,7 +27,7 @@ def test_cluster_starts_on_loopback_and_stops_without_leftovers(leak_check, tmp_
         cluster.stop()
         supervisor.close()
     assert not root.exists()
-    leak_check.assert_clean(ports=[port])
+    leak_check.assert_clean(ports=[port], roots=[str(root)])
 
 
 def test_cluster_restart_keeps_data_and_port(harness) -> None:

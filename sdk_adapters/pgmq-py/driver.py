@@ -88,7 +88,7 @@ def work() -> None:
     queue = p.CONFIG["queue"]
     vt = int(p.CONFIG.get("visibility_timeout_s", 30))
     client = queue_client(int(p.CONFIG.get("pool_size", int(p.CONFIG.get("concurrency", 1)) + 1)))
-    history = p.History(p.CONFIG["history"], p.CONFIG.get("worker", "w"))
+    history = p.History(p.CONFIG.get("history", ""), p.CONFIG.get("worker", "w"))
 
     def slot() -> bool:
         message = client.read(queue, vt=vt)

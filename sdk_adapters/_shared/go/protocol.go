@@ -140,6 +140,9 @@ type History struct {
 }
 
 func OpenHistory(cfg Config) *History {
+	if cfg.History == "" { // recording off (bench)
+		return &History{worker: cfg.Worker}
+	}
 	f, err := os.OpenFile(cfg.History, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		Fail(fmt.Sprintf("history: %v", err), 1)
@@ -148,6 +151,9 @@ func OpenHistory(cfg Config) *History {
 }
 
 func (h *History) Write(event, id string, attempt int, extra map[string]any) {
+	if h.file == nil {
+		return
+	}
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	line := map[string]any{

@@ -59,10 +59,11 @@ export function normalisedPriority(spec) {
 // One appended, unbuffered line per event: a SIGKILL loses nothing already written.
 export class History {
   constructor(path, worker) {
-    this.fd = fs.openSync(path, "a");
+    this.fd = path ? fs.openSync(path, "a") : null; // no path: recording off (bench)
     this.worker = worker;
   }
   write(event, id, attempt, extra = {}) {
+    if (this.fd === null) return;
     const line = {
       event, id, attempt, worker: this.worker, pid: process.pid,
       wall: Date.now() / 1000, mono: Number(process.hrtime.bigint() / 1000n) / 1e6, ...extra,

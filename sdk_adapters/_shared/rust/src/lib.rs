@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -72,21 +72,13 @@ pub fn fail(message: &str, code: i32) -> ! {
     std::process::exit(code)
 }
 
-/// Job specs from stdin: Ok(spec), or Err(reason) for a line that is no valid spec.
-pub fn specs() -> Vec<Result<Spec, String>> {
-    let stdin = std::io::stdin();
-    let mut out = Vec::new();
-    for line in stdin.lock().lines() {
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => { out.push(Err(format!("invalid job spec: {e}"))); continue; }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(serde_json::from_str::<Spec>(&line).map_err(|e| format!("invalid job spec: {e}")));
-    }
-    out
+/// Job specs from stdin as they arrive: Ok(spec), or Err(reason) for a line that is no valid spec.
+pub fn specs() -> impl Iterator<Item = Result<Spec, String>> {
+    std::io::stdin().lines().filter_map(|line| match line {
+        Err(e) => Some(Err(format!("invalid job spec: {e}"))),
+        Ok(l) if l.trim().is_empty() => None,
+        Ok(l) => Some(serde_json::from_str::<Spec>(&l).map_err(|e| format!("invalid job spec: {e}"))),
+    })
 }
 
 pub fn ack(id: &str, result: Result<String, String>) {
@@ -116,7 +108,7 @@ pub fn normalised_priority(spec: &Spec) -> i64 {
 
 /// Appends one unbuffered line per event: a SIGKILL loses nothing already written.
 pub struct History {
-    file: Mutex<File>,
+    file: Option<Mutex<File>>, // None: recording off (bench)
     worker: String,
 }
 
@@ -128,20 +120,23 @@ fn monotonic() -> f64 {
 
 impl History {
     pub fn open(cfg: &Config) -> History {
+        if cfg.history.is_empty() {
+            return History { file: None, worker: cfg.worker.clone() };
+        }
         let file = OpenOptions::new().create(true).append(true).open(&cfg.history)
             .unwrap_or_else(|e| fail(&format!("history: {e}"), 1));
-        History { file: Mutex::new(file), worker: cfg.worker.clone() }
+        History { file: Some(Mutex::new(file)), worker: cfg.worker.clone() }
     }
 
     pub fn write(&self, event: &str, id: &str, attempt: i64, extra: Map<String, Value>) {
+        let Some(file) = &self.file else { return };
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as f64 / 1e6;
         let mut line = json!({"event": event, "id": id, "attempt": attempt, "worker": self.worker,
                               "pid": std::process::id(), "wall": wall, "mono": monotonic()});
         line.as_object_mut().unwrap().extend(extra);
         // One write(2) per line on an O_APPEND file: lines from several workers never interleave.
         let text = format!("{line}\n");
-        let mut file = self.file.lock().unwrap();
-        let _ = file.write_all(text.as_bytes());
+        let _ = file.lock().unwrap().write_all(text.as_bytes());
     }
 }
 

@@ -1,0 +1,315 @@
+"""The bench session: each SDK's throughput and latency beside the physical limit here — a
+raw-SQL `FOR UPDATE SKIP LOCKED` worker on the same cluster — and the harness's own cost
+(history recording on vs off). Measured and reported; the JUnit verdict says only whether
+each measurement ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from junitparser import Error
+from junitparser.xunit2 import JUnitXml, TestCase, TestSuite
+
+from gauntlet import lifecycle, manifests, paths, schemas
+from gauntlet.checker import History, percentile
+from gauntlet.driver import Driver, DriverError
+from gauntlet.pg import EmbeddedCluster, Harness, open_harness
+from gauntlet.supervise import Supervisor
+
+JOBS = int(os.environ.get("GAUNTLET_BENCH_JOBS", 10_000))
+RUNS = int(os.environ.get("GAUNTLET_BENCH_RUNS", 3))
+LATENCY_RATE = 100  # jobs/s offered
+LATENCY_SECONDS = 5
+STALL_S = 20.0
+
+
+class BenchError(Exception):
+    pass
+
+
+def summarise(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
+
+
+def repeat(measure: Callable[[], float]) -> dict[str, float]:
+    return summarise([measure() for _ in range(RUNS)])
+
+
+def rates(measure: Callable[[], float]) -> dict[str, Any]:
+    return {"jobs_per_s": repeat(measure)}
+
+
+# -- the limit: raw SQL -------------------------------------------------------------------
+
+
+def raw_sql(harness: Harness, concurrency: int, batch: int) -> float:
+    dsn = harness.databases.dsn(harness.databases.fresh(label="limit"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE jobs (id bigserial PRIMARY KEY, payload jsonb NOT NULL)")
+        conn.execute("INSERT INTO jobs (payload) SELECT '{}'::jsonb FROM generate_series(1, %s)", (JOBS,))
+    pick = f"SELECT id FROM jobs ORDER BY id FOR UPDATE SKIP LOCKED LIMIT {int(batch)}"
+    fetch = f"DELETE FROM jobs WHERE id {'=' if batch == 1 else 'IN'} ({pick}) RETURNING id"
+
+    def worker() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while conn.execute(fetch).fetchall():
+                pass
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return JOBS / (time.perf_counter() - began)
+
+
+# -- an SDK -------------------------------------------------------------------------------
+
+
+def fresh_driver(harness: Harness, manifest: manifests.Manifest, queue: str = "bench") -> Driver:
+    template = harness.databases.template(
+        f"bench_{manifest.system.replace('-', '_')}",
+        lambda dsn: schemas.install(manifest.system, dsn, harness.supervisor),
+    )
+    driver = Driver(
+        manifest, harness.supervisor, harness.databases.dsn(harness.databases.fresh(template, label="bench")), queue
+    )
+    driver.prepare()
+    return driver
+
+
+def specs(count: int) -> list[dict[str, Any]]:
+    return [{"id": f"b{i:06d}", "payload": {"i": i}} for i in range(count)]
+
+
+def enqueue_rate(harness: Harness, manifest: manifests.Manifest) -> float:
+    driver = fresh_driver(harness, manifest)
+    began = time.perf_counter()
+    result = driver.enqueue(specs(JOBS), bound_s=600)
+    elapsed = time.perf_counter() - began
+    if result.error or sum(a.ok for a in result.acks) != JOBS:
+        raise BenchError(f"enqueue: {result.error or 'not every job acknowledged'}")
+    return JOBS / elapsed
+
+
+def drained(driver: Driver) -> None:
+    """Waits until the SDK's stats show nothing queued or running; a stall is an error."""
+    last, changed = None, time.monotonic()
+    while True:
+        stats = driver.stats()
+        left = (stats["queued"] or 0) + (stats["running"] or 0)
+        if left == 0:
+            return
+        if left != last:
+            last, changed = left, time.monotonic()
+        elif time.monotonic() - changed > STALL_S:
+            raise BenchError(f"no progress for {STALL_S:g} s with {left} jobs left")
+        time.sleep(0.2)
+
+
+def process_rate(harness: Harness, manifest: manifests.Manifest, concurrency: int, record: bool, tmp: Path) -> float:
+    driver = fresh_driver(harness, manifest)
+    result = driver.enqueue(specs(JOBS), bound_s=600)
+    if result.error:
+        raise BenchError(result.error)
+    history = tmp / f"history-{time.monotonic_ns()}.jsonl"
+    began = time.perf_counter()
+    worker = driver.start_worker(
+        "bench", history if record else None, concurrency=concurrency, poll_interval_ms=20, visibility_timeout_s=30
+    )
+    try:
+        drained(driver)
+    finally:
+        elapsed = time.perf_counter() - began
+        worker.stop()
+    return JOBS / elapsed
+
+
+def latency(harness: Harness, manifest: manifests.Manifest, tmp: Path) -> dict[str, float | None]:
+    """Specs streamed at a steady rate into one long enqueue run; enqueue -> start per job."""
+    driver = fresh_driver(harness, manifest)
+    history = tmp / f"latency-{time.monotonic_ns()}.jsonl"
+    worker = driver.start_worker("lat", history, concurrency=8, poll_interval_ms=20, visibility_timeout_s=30)
+    sent: dict[str, float] = {}
+    producer = driver.supervisor.spawn(
+        f"{manifest.name}-enqueue-stream",
+        driver._argv("enqueue"),
+        env=driver._env(driver._config()),
+        cwd=manifest.folder,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    assert producer.popen.stdin is not None
+    try:
+        interval = 1 / LATENCY_RATE
+        began = time.perf_counter()
+        for i, spec in enumerate(specs(LATENCY_RATE * LATENCY_SECONDS)):
+            time.sleep(max(0.0, began + i * interval - time.perf_counter()))
+            sent[spec["id"]] = time.time()
+            producer.popen.stdin.write((json.dumps(spec) + "\n").encode())
+            producer.popen.stdin.flush()
+        producer.popen.stdin.close()
+        producer.wait(60)
+        drained(driver)
+    finally:
+        worker.stop()
+    runs = History()
+    runs.add_file(history)
+    first: dict[str, float] = {}
+    for run in runs.executions:
+        first.setdefault(run.id, run.start)
+    waits = [(first[i] - t) * 1000 for i, t in sent.items() if i in first]
+    if len(waits) < len(sent):
+        raise BenchError(f"{len(sent) - len(waits)} of {len(sent)} streamed jobs never started")
+    return {f"p{q}_ms": round(percentile(waits, q) or 0, 2) for q in (50, 95, 99)}
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def case(suite: TestSuite, name: str, sdk: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    element = TestCase(name, classname=f"bench.{sdk}")
+    began = time.perf_counter()
+    try:
+        figures = measure()
+    except (BenchError, DriverError, subprocess.SubprocessError, psycopg.Error) as exc:
+        element.result = [Error(message=str(exc)[:500])]
+        figures = None
+    element.time = round(time.perf_counter() - began, 3)
+    element.add_property("suite", "bench")
+    element.add_property("sdk", sdk)
+    for key, value in (figures or {}).items():
+        element.add_property(key, json.dumps(value))
+    suite.add_testcase(element)
+    print(f"bench {sdk} {name}: {figures if figures is not None else element.result[0].message}", flush=True)
+    return figures
+
+
+def cluster_figures(tmp: Path) -> dict[str, float]:
+    supervisor = Supervisor(log_dir=tmp)
+    ready, fresh = [], []
+    for _ in range(RUNS):
+        cluster = EmbeddedCluster(supervisor)
+        try:
+            server = cluster.start()
+            ready.append(cluster.ready_s)
+            with psycopg.connect(server.dsn(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE tpl")
+                began = time.perf_counter()
+                conn.execute("CREATE DATABASE clone TEMPLATE tpl")
+                fresh.append(time.perf_counter() - began)
+        finally:
+            cluster.stop()
+    supervisor.close()
+    return {"ready_s": summarise(ready)["median"], "fresh_db_s": summarise(fresh)["median"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sdk", action="append", help="only these SDKs (default: all)")
+    args = parser.parse_args(argv)
+    lifecycle.install_signal_handlers()
+    tmp = paths.OUT / "bench-tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {"machine": machine(), "jobs": JOBS, "runs": RUNS, "limit": {}, "sdks": {}, "rows": []}
+    out["cluster"] = cluster_figures(tmp)
+    sessions = paths.OUT / "sessions.json"
+    out["sessions"] = json.loads(sessions.read_text()) if sessions.exists() else []
+    with open_harness() as harness:
+        suite = TestSuite("bench-limit")
+        for concurrency in (1, 8):
+            for batch in (1, 100):
+                measure = partial(raw_sql, harness, concurrency, batch)
+                figures = case(suite, f"raw_sql_c{concurrency}_batch{batch}", "raw-sql", partial(rates, measure))
+                if figures:
+                    out["limit"][f"c{concurrency}_batch{batch}"] = figures["jobs_per_s"]
+        write_junit(suite, "bench-limit.xml")
+        for manifest in manifests.discover():
+            if args.sdk and manifest.name not in args.sdk:
+                continue
+            out["sdks"][manifest.name] = bench_sdk(harness, manifest, tmp, out["limit"])
+    for name, figures in out["sdks"].items():
+        for key in ("process_c1", "process_c8"):
+            if figures.get(key):
+                out["rows"].append(
+                    {
+                        "label": f"{name} c{key[-1]}",
+                        "jobs_per_s": figures[key]["median"],
+                        "ratio_to_limit": figures.get(f"{key}_ratio"),
+                        "p50_ms": (figures.get("latency") or {}).get("p50_ms"),
+                        "p99_ms": (figures.get("latency") or {}).get("p99_ms"),
+                    }
+                )
+    for key, value in out["limit"].items():
+        out["rows"].append({"label": f"raw SQL {key}", "jobs_per_s": value["median"], "ratio_to_limit": 1.0})
+    (paths.OUT / "bench.json").write_text(json.dumps(out, indent=2))
+    print(f"bench: wrote {paths.OUT / 'bench.json'}")
+    return 0
+
+
+def bench_sdk(harness: Harness, manifest: manifests.Manifest, tmp: Path, limit: dict[str, Any]) -> dict[str, Any]:
+    suite = TestSuite(f"bench-{manifest.name}")
+    figures: dict[str, Any] = {}
+    info = Driver(manifest, harness.supervisor, harness.server.dsn()).info()
+    got = case(suite, "enqueue", manifest.name, partial(rates, partial(enqueue_rate, harness, manifest)))
+    figures["enqueue"] = got and got["jobs_per_s"]
+    if "worker" in info["capabilities"]:
+        for concurrency, record in ((1, True), (8, True), (8, False)):
+            key = f"process_c{concurrency}" + ("" if record else "_no_history")
+            measure = partial(process_rate, harness, manifest, concurrency, record, tmp)
+            got = case(suite, key, manifest.name, partial(rates, measure))
+            figures[key] = got and got["jobs_per_s"]
+            base = limit.get(f"c{concurrency}_batch1")
+            if figures[key] and base and record:
+                figures[f"{key}_ratio"] = round(figures[key]["median"] / base["median"], 3)
+        if figures.get("process_c8") and figures.get("process_c8_no_history"):
+            off, on = figures["process_c8_no_history"]["median"], figures["process_c8"]["median"]
+            figures["history_overhead_pct"] = round((off - on) / off * 100, 1)
+        got = case(suite, "latency", manifest.name, lambda: latency(harness, manifest, tmp))
+        figures["latency"] = got
+    write_junit(suite, f"bench-{manifest.name}.xml")
+    return figures
+
+
+def write_junit(suite: TestSuite, name: str) -> None:
+    suite.update_statistics()
+    xml = JUnitXml()
+    xml.add_testsuite(suite)
+    paths.JUNIT.mkdir(parents=True, exist_ok=True)
+    xml.write(str(paths.JUNIT / name), pretty=True)
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "",
+    )
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "kernel": os.uname().release,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
