@@ -137,11 +137,16 @@ class StatementTimeout(Fault):
 
 @dataclass
 class ConnectionHog(Fault):
-    """Other sessions take every free connection slot (max_connections exhausted)."""
+    """Other sessions take every free connection slot (max_connections exhausted); with
+    `terminate_database`, the sessions serving that database are then ended through one of
+    the held connections (no other connection could be opened), so its clients must
+    reconnect into a full server."""
 
     admin_dsn: str
     hog_dsn: str
+    terminate_database: str | None = None
     held: list[psycopg.Connection] = field(default_factory=list)
+    terminated: int = 0
     name = "max_connections"
 
     def apply(self) -> None:
@@ -150,9 +155,20 @@ class ConnectionHog(Fault):
             limit = int(conn.execute("SELECT current_setting('max_connections')::int").fetchone()[0])
         for _ in range(limit):
             try:
-                self.held.append(psycopg.connect(self.hog_dsn, connect_timeout=5))
+                self.held.append(psycopg.connect(self.hog_dsn, connect_timeout=5, autocommit=True))
             except psycopg.OperationalError:
                 break
+        if self.terminate_database and self.held:
+            rows = (
+                self.held[0]
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (self.terminate_database,),
+                )
+                .fetchall()
+            )
+            self.terminated = len(rows)
 
     def heal(self) -> None:
         while self.held:
@@ -160,7 +176,7 @@ class ConnectionHog(Fault):
                 self.held.pop().close()
 
     def describe(self) -> dict[str, Any]:
-        return {"fault": self.name, "held": len(self.held)}
+        return {"fault": self.name, "held": len(self.held), "terminated": self.terminated}
 
 
 @dataclass

@@ -129,9 +129,7 @@ def test_max_connections_exhausted(
     database = _database(worker_driver)
 
     def fault() -> nemesis.Fault:
-        hog = nemesis.ConnectionHog(harness.server.dsn(), harness.server.dsn())
-        killer = nemesis.TerminateBackends(harness.server.dsn(), database)
-        return Composite([hog, killer])
+        return nemesis.ConnectionHog(harness.server.dsn(), harness.server.dsn(), terminate_database=database)
 
     judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
 
@@ -162,23 +160,3 @@ def test_worker_killed_mid_wave(
         )
 
     judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
-
-
-class Composite(nemesis.Fault):
-    """Several faults applied together and healed in reverse order."""
-
-    name = "composite"
-
-    def __init__(self, parts: list[nemesis.Fault]) -> None:
-        self.parts = parts
-
-    def apply(self) -> None:
-        for part in self.parts:
-            part.apply()
-
-    def heal(self) -> None:
-        for part in reversed(self.parts):
-            part.heal()
-
-    def describe(self) -> dict:
-        return {"fault": "+".join(p.describe()["fault"] for p in self.parts)}

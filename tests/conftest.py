@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 
@@ -84,3 +85,14 @@ class LeakCheck:
 @pytest.fixture
 def leak_check() -> LeakCheck:
     return LeakCheck(postgres_pids(), harness_dirs())
+
+
+@pytest.fixture
+def pgtap_dsn(harness) -> str:
+    """A fresh database with the pgtap extension, for suites written in the test."""
+
+    def prepare(dsn: str) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pgtap")
+
+    return harness.databases.dsn(harness.databases.fresh(harness.databases.template("pgtap_only", prepare)))

@@ -109,10 +109,16 @@ def test_statement_timeout_and_heal(harness, fresh_db: str) -> None:
 
 
 def test_connection_hog_exhausts_max_connections_and_heals(harness, fresh_db: str) -> None:
-    fault = nemesis.ConnectionHog(harness.server.dsn(), fresh_db)
+    victim = psycopg.connect(fresh_db, autocommit=True)
+    fault = nemesis.ConnectionHog(
+        harness.server.dsn(), harness.server.dsn(), terminate_database=conninfo_to_dict(fresh_db)["dbname"]
+    )
     fault.apply()
     try:
         assert fault.held, "no slot was taken"
+        assert fault.terminated >= 1
+        with pytest.raises(psycopg.OperationalError):
+            victim.execute("SELECT 1")
         with pytest.raises(psycopg.OperationalError, match=r"too many clients|reserved"):
             psycopg.connect(fresh_db, connect_timeout=3).close()
     finally:

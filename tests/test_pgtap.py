@@ -21,15 +21,6 @@ PLANTED = {
 }
 
 
-@pytest.fixture
-def pgtap_db(harness) -> str:
-    def prepare(dsn: str) -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION pgtap")
-
-    return harness.databases.dsn(harness.databases.fresh(harness.databases.template("pgtap_only", prepare)))
-
-
 def _prove(harness, directory: Path, dsn: str, system: str):
     xml, stderr = pgtap.prove(directory, dsn, harness.supervisor, f"pg_prove-{system}")
     return pgtap.normalise(xml, stderr, directory, system)
@@ -39,12 +30,12 @@ def _cases(result) -> dict[str, object]:
     return {f"{s.name}::{c.name}": c for s in result for c in s}
 
 
-def test_normalised_junit_keeps_every_result_and_names_every_problem(harness, pgtap_db, tmp_path: Path) -> None:
+def test_normalised_junit_keeps_every_result_and_names_every_problem(harness, pgtap_dsn, tmp_path: Path) -> None:
     suites = tmp_path / "planted"
     suites.mkdir()
     for name, text in PLANTED.items():
         (suites / name).write_text(text)
-    cases = _cases(_prove(harness, suites, pgtap_db, "planted"))
+    cases = _cases(_prove(harness, suites, pgtap_dsn, "planted"))
 
     skipped = cases["sql/planted/good::2"]
     assert isinstance(skipped.result[0], Skipped) and skipped.result[0].message == "no capability here"

@@ -148,15 +148,6 @@ def _pg_prove_junit(folder: Path, dsn: str) -> Path:
     return out
 
 
-@pytest.fixture
-def pgtap_dsn(harness) -> str:
-    def prepare(dsn: str) -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION pgtap")
-
-    return harness.databases.dsn(harness.databases.fresh(harness.databases.template("report_pgtap", prepare)))
-
-
 def test_counts_in_equal_counts_out_over_real_producers(tmp_path: Path, pgtap_dsn: str) -> None:
     inputs = tmp_path / "junit"
     inputs.mkdir()
