@@ -4,6 +4,7 @@ on PostgreSQL (backends, settings, connections, the cluster) or on worker proces
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,14 +151,9 @@ class ConnectionHog(Fault):
     name = "max_connections"
 
     def apply(self) -> None:
-        # Superuser clients may use the reserved slots too, so take slots until refused.
         with _admin(self.admin_dsn) as conn:
             limit = int(conn.execute("SELECT current_setting('max_connections')::int").fetchone()[0])
-        for _ in range(limit):
-            try:
-                self.held.append(psycopg.connect(self.hog_dsn, connect_timeout=5, autocommit=True))
-            except psycopg.OperationalError:
-                break
+        self._fill(limit)
         if self.terminate_database and self.held:
             rows = (
                 self.held[0]
@@ -169,6 +165,16 @@ class ConnectionHog(Fault):
                 .fetchall()
             )
             self.terminated = len(rows)
+            time.sleep(0.3)  # ended backends give their slots back asynchronously
+            self._fill(limit)
+
+    def _fill(self, limit: int) -> None:
+        """Take slots until refused: superuser clients may use the reserved ones too."""
+        while len(self.held) < limit:
+            try:
+                self.held.append(psycopg.connect(self.hog_dsn, connect_timeout=5, autocommit=True))
+            except psycopg.OperationalError:
+                return
 
     def heal(self) -> None:
         while self.held:
