@@ -215,10 +215,14 @@ def bench_html(bench: dict[str, Any]) -> str:
             f'<rect x="220" y="{i * 22 + 3}" width="{width:.0f}" height="14" fill="#0277bd"/>'
             f'<text x="{225 + width:.0f}" y="{i * 22 + 14}" font-size="12">{r.get("jobs_per_s") or 0:.0f}/s</text>'
         )
+
+    def number(value: Any, digits: int) -> str:
+        return "—" if value is None else f"{value:,.{digits}f}"
+
     table = "".join(
-        f"<tr><td class=row>{html.escape(r['label'])}</td><td>{r.get('jobs_per_s') or 0:.0f}</td>"
-        f"<td>{r.get('ratio_to_limit') or 0:.2f}</td><td>{r.get('p50_ms') or 0:.1f}</td>"
-        f"<td>{r.get('p99_ms') or 0:.1f}</td></tr>"
+        f"<tr><td class=row>{html.escape(r['label'])}</td><td>{number(r.get('jobs_per_s'), 0)}</td>"
+        f"<td>{number(r.get('ratio_to_limit'), 2)}</td><td>{number(r.get('p50_ms'), 1)}</td>"
+        f"<td>{number(r.get('p99_ms'), 1)}</td></tr>"
         for r in rows
     )
     return (
