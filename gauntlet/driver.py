@@ -231,12 +231,3 @@ class Worker:
 
     def resume(self) -> None:
         self.helper.signal_group(signal.SIGCONT)
-
-
-def for_sdk(name: str, supervisor: Supervisor, dsn: str, queue: str = "gauntlet", **options: Any) -> Driver:
-    from gauntlet import manifests
-
-    found = {m.name: m for m in manifests.discover()}
-    if name not in found:
-        raise DriverError(f"no SDK adapter named {name!r}; known: {sorted(found)}")
-    return Driver(found[name], supervisor, dsn, queue, dict(options))

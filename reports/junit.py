@@ -41,12 +41,6 @@ class Case:
         return (self.file, self.suite, self.name)
 
 
-@dataclass
-class Loaded:
-    cases: list[Case]
-    raw_counts: dict[str, int]  # what the file itself holds, after normalisation rules
-
-
 def _properties(element: ET.Element) -> dict[str, str]:
     found = {}
     holder = element.find("properties")

@@ -128,10 +128,6 @@ func MakeBody(spec Spec) json.RawMessage {
 	return b
 }
 
-func NormalisedPriority(spec Spec) int {
-	return min(3, max(0, spec.Priority))
-}
-
 // History appends one unbuffered line per event: a SIGKILL loses nothing already written.
 type History struct {
 	mu     sync.Mutex

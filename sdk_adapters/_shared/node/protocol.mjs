@@ -52,10 +52,6 @@ export function body(spec) {
   };
 }
 
-export function normalisedPriority(spec) {
-  return Math.max(0, Math.min(3, spec.priority || 0));
-}
-
 // One appended, unbuffered line per event: a SIGKILL loses nothing already written.
 export class History {
   constructor(path, worker) {

@@ -61,10 +61,6 @@ def body(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def normalised_priority(spec: dict[str, Any]) -> int:
-    return max(0, min(3, int(spec.get("priority") or 0)))
-
-
 class History:
     """Appends one flushed line per event, so a SIGKILL loses nothing already written."""
 

@@ -102,10 +102,6 @@ pub fn body(spec: &Spec) -> Value {
     })
 }
 
-pub fn normalised_priority(spec: &Spec) -> i64 {
-    spec.priority.clamp(0, 3)
-}
-
 /// Appends one unbuffered line per event: a SIGKILL loses nothing already written.
 pub struct History {
     file: Option<Mutex<File>>, // None: recording off (bench)
