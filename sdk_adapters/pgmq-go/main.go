@@ -22,7 +22,7 @@ const version = "0.6.0"
 var cfg = protocol.LoadConfig()
 
 // pgmq-go takes any DB (pool or transaction), so enqueue can join the caller's transaction.
-var capabilities = []string{"fifo", "delay", "tx_enqueue", "batch_enqueue", "visibility_timeout", "crash_recovery", "worker"}
+var capabilities = []string{"fifo", "delay", "tx_enqueue", "visibility_timeout", "crash_recovery", "worker"}
 
 func pool(ctx context.Context, size int) (*pgxpool.Pool, error) {
 	config, err := pgxpool.ParseConfig(cfg.DSN)

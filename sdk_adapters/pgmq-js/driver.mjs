@@ -6,7 +6,7 @@ import * as p from "../_shared/node/protocol.mjs";
 
 // pgmq-js runs every call on its own pool connection and takes no client: no transactional
 // enqueue. Its send() takes whole seconds of delay.
-const CAPABILITIES = ["fifo", "delay", "batch_enqueue", "visibility_timeout", "crash_recovery", "worker"];
+const CAPABILITIES = ["fifo", "delay", "visibility_timeout", "crash_recovery", "worker"];
 
 async function client(poolSize) {
   const url = new URL(p.CONFIG.dsn);

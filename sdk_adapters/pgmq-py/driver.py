@@ -14,7 +14,7 @@ import gauntlet_protocol as p
 from pgmq import PGMQueue
 from psycopg import sql
 
-CAPABILITIES = ["fifo", "delay", "tx_enqueue", "batch_enqueue", "visibility_timeout", "crash_recovery", "worker"]
+CAPABILITIES = ["fifo", "delay", "tx_enqueue", "visibility_timeout", "crash_recovery", "worker"]
 
 
 def queue_client(pool_size: int | None = None) -> PGMQueue:

@@ -12,7 +12,7 @@ use std::time::Duration;
 const VERSION: &str = "0.33.7";
 // send_with_cxn takes the caller's executor, so enqueue can join the caller's transaction;
 // delays are whole seconds.
-const CAPABILITIES: [&str; 7] = ["fifo", "delay", "tx_enqueue", "batch_enqueue", "visibility_timeout", "crash_recovery", "worker"];
+const CAPABILITIES: [&str; 6] = ["fifo", "delay", "tx_enqueue", "visibility_timeout", "crash_recovery", "worker"];
 
 async fn queue(cfg: &p::Config, size: u32) -> Result<PGMQueueExt, String> {
     let pool = PgPoolOptions::new().max_connections(size).connect(&cfg.dsn).await.map_err(|e| e.to_string())?;
