@@ -21,10 +21,9 @@ from gauntlet.pg import Harness
 AT_LEAST_ONCE = {"visibility_timeout", "crash_recovery"}
 
 
-def judge(outcome: wave.Outcome, capabilities: list[str], record) -> None:
+def judge(outcome: wave.Outcome, capabilities: list[str]) -> None:
+    """lost, duplicated, stuck and recovery_s are already on the case (Workload.report, wave.run)."""
     report = outcome.report
-    record("lost", len(report.lost))
-    record("duplicated", len(report.duplicated))
     assert outcome.progressed, "the workers ran nothing before any fault was applied" + (
         f" (worker said: {' | '.join(report.notes)})" if report.notes else ""
     )
@@ -42,11 +41,10 @@ def chaos_case(name: str) -> Callable[..., None]:
         proxy: Proxy,
         seed: int,
         sdk_info: dict,
-        record_property,
         make: Callable[[Proxy], nemesis.Fault],
     ) -> None:
         plan = schedule.draw(name, seed)
-        judge(wave.run(workload, worker_driver, plan, lambda: make(proxy)), sdk_info["capabilities"], record_property)
+        judge(wave.run(workload, worker_driver, plan, lambda: make(proxy)), sdk_info["capabilities"])
 
     return body
 
@@ -65,10 +63,10 @@ PROXY_FAULTS: dict[str, Callable[[Proxy], nemesis.Fault]] = {
 @pytest.mark.needs("worker")
 @pytest.mark.parametrize("fault", sorted(PROXY_FAULTS))
 def test_network_fault(
-    fault: str, workload: Workload, worker_driver: Driver, proxy: Proxy, seed: int, sdk_info: dict, record_property
+    fault: str, workload: Workload, worker_driver: Driver, proxy: Proxy, seed: int, sdk_info: dict
 ) -> None:
     """A Toxiproxy fault on the workers' connections, then heal."""
-    chaos_case(fault)(workload, worker_driver, proxy, seed, sdk_info, record_property, PROXY_FAULTS[fault])
+    chaos_case(fault)(workload, worker_driver, proxy, seed, sdk_info, PROXY_FAULTS[fault])
 
 
 def _database(driver: Driver) -> str:
@@ -77,27 +75,27 @@ def _database(driver: Driver) -> str:
 
 @pytest.mark.needs("worker", "listen_notify")
 def test_listen_connection_killed(
-    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict, record_property
+    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict
 ) -> None:
     """The worker's LISTEN connection is terminated (pg_terminate_backend); it must re-listen or poll."""
     plan = schedule.draw("listen_killed", seed)
     fault = lambda: nemesis.TerminateBackends(harness.server.dsn(), _database(worker_driver), "LISTEN%")  # noqa: E731
-    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
+    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"])
 
 
 @pytest.mark.needs("worker")
 def test_backend_killed_between_dequeue_and_ack(
-    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict, record_property
+    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict
 ) -> None:
     """Every backend serving the workers is terminated while jobs are in flight (fetched, not yet acknowledged)."""
     plan = schedule.draw("backend_killed", seed, faults=2, longest_s=1.0)
     fault = lambda: nemesis.TerminateBackends(harness.server.dsn(), _database(worker_driver))  # noqa: E731
-    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
+    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"])
 
 
 @pytest.mark.needs("worker")
 def test_postgres_restart_mid_wave(
-    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict, record_property
+    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict
 ) -> None:
     """The whole cluster restarts (fast shutdown, start) in the middle of a wave."""
     if harness.cluster is None:
@@ -106,23 +104,22 @@ def test_postgres_restart_mid_wave(
     judge(
         wave.run(workload, worker_driver, plan, lambda: nemesis.RestartPostgres(harness.cluster)),
         sdk_info["capabilities"],
-        record_property,
     )
 
 
 @pytest.mark.needs("worker")
 def test_statement_timeout(
-    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict, record_property
+    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict
 ) -> None:
     """Every statement of the workers' database times out after 1 ms for a while."""
     plan = schedule.draw("statement_timeout", seed)
     fault = lambda: nemesis.StatementTimeout(harness.server.dsn(), _database(worker_driver))  # noqa: E731
-    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
+    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"])
 
 
 @pytest.mark.needs("worker")
 def test_max_connections_exhausted(
-    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict, record_property
+    workload: Workload, worker_driver: Driver, harness: Harness, seed: int, sdk_info: dict
 ) -> None:
     """Other sessions hold every free connection slot, and the workers' own connections are dropped."""
     plan = schedule.draw("max_connections", seed)
@@ -131,26 +128,21 @@ def test_max_connections_exhausted(
     def fault() -> nemesis.Fault:
         return nemesis.ConnectionHog(harness.server.dsn(), harness.server.dsn(), terminate_database=database)
 
-    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
+    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"])
 
 
 @pytest.mark.needs("worker")
-def test_worker_paused_past_its_lease(
-    workload: Workload, worker_driver: Driver, seed: int, sdk_info: dict, record_property
-) -> None:
+def test_worker_paused_past_its_lease(workload: Workload, worker_driver: Driver, seed: int, sdk_info: dict) -> None:
     """One worker is SIGSTOPped for longer than the visibility timeout/lease, then SIGCONTed."""
     plan = schedule.draw("worker_pause", seed, earliest_s=0.5, longest_s=4.5)
     judge(
         wave.run(workload, worker_driver, plan, lambda: nemesis.PauseWorker(workload.workers[0])),
         sdk_info["capabilities"],
-        record_property,
     )
 
 
 @pytest.mark.needs("worker", "crash_recovery")
-def test_worker_killed_mid_wave(
-    workload: Workload, worker_driver: Driver, seed: int, sdk_info: dict, record_property
-) -> None:
+def test_worker_killed_mid_wave(workload: Workload, worker_driver: Driver, seed: int, sdk_info: dict) -> None:
     """One worker is SIGKILLed mid-wave; a replacement starts at the heal."""
     plan = schedule.draw("worker_kill", seed, longest_s=1.0)
 
@@ -159,4 +151,4 @@ def test_worker_killed_mid_wave(
             workload.workers[0], lambda: workload.start(1, wave.CONCURRENCY, driver=worker_driver)
         )
 
-    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"], record_property)
+    judge(wave.run(workload, worker_driver, plan, fault), sdk_info["capabilities"])

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import requests
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from toxiproxy import api as toxiproxy_api
 
 from chaos import nemesis, schedule
 from chaos.toxiproxy import Proxy, ToxiproxyError, ToxiproxyServer
@@ -83,7 +85,10 @@ def test_toxics_update_in_place_and_5xx_raise(proxy: Proxy, toxiproxy: Toxiproxy
     assert toxiproxy.call(proxy.client.get_toxic, "slow").attributes["latency"] == 20
     with pytest.raises(Exception, match=r"404|NotFound|not found"):
         proxy.update_toxic("no_such_toxic", latency=1)
-    assert issubclass(ToxiproxyError, Exception)
+    failed = requests.Response()
+    failed.status_code, failed._content = 500, b"boom"
+    with pytest.raises(ToxiproxyError, match="answered 500"):
+        toxiproxy_api.validate_response(failed)  # the client's own hook, as the wrapper replaced it
 
 
 def test_terminate_backends_ends_the_sessions(harness, fresh_db: str) -> None:

@@ -11,10 +11,9 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from gauntlet import paths
+from gauntlet import paths, pgtap
 from reports import build, junit, matrix
 
 PYTEST_SAMPLE = """
@@ -115,40 +114,19 @@ def _node_junit(folder: Path) -> Path:
     return out
 
 
-def _pg_prove_junit(folder: Path, dsn: str) -> Path:
+def _pg_prove_junit(folder: Path, dsn: str, supervisor) -> Path:
+    """pg_prove's own JUnit, as the formatter writes it (before gauntlet.pgtap normalises it)."""
     suites = folder / "pgtap"
     suites.mkdir()
     for name, text in PG_PROVE_SAMPLE.items():
         (suites / name).write_text(text)
-    params = psycopg.conninfo.conninfo_to_dict(dsn)
-    run = subprocess.run(
-        [
-            "pg_prove",
-            "--ext",
-            ".sql",
-            "-r",
-            "--formatter",
-            "TAP::Formatter::JUnit",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(params["port"]),
-            "-U",
-            "postgres",
-            "-d",
-            str(params["dbname"]),
-            str(suites),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    xml, _stderr = pgtap.prove(suites, dsn, supervisor, "pg_prove-report-test")
     out = folder / "pg_prove.xml"
-    out.write_text(run.stdout)
+    out.write_text(xml)
     return out
 
 
-def test_counts_in_equal_counts_out_over_real_producers(tmp_path: Path, pgtap_dsn: str) -> None:
+def test_counts_in_equal_counts_out_over_real_producers(tmp_path: Path, pgtap_dsn: str, harness) -> None:
     inputs = tmp_path / "junit"
     inputs.mkdir()
     produced = [
@@ -156,7 +134,7 @@ def test_counts_in_equal_counts_out_over_real_producers(tmp_path: Path, pgtap_ds
         _pytest_junit(tmp_path, "pytest-b", tmp_path / "flaky-b"),  # same suite name "pytest": kept apart
         _go_junit(tmp_path),
         _node_junit(tmp_path),
-        _pg_prove_junit(tmp_path, pgtap_dsn),
+        _pg_prove_junit(tmp_path, pgtap_dsn, harness.supervisor),
     ]
     expected = 0
     for path in produced:
