@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.workload import Workload
+from e2e.workload import WORKER_OPTIONS, Workload
 from gauntlet import manifests, schemas
 from gauntlet.driver import Driver, DriverError
 from gauntlet.manifests import Manifest
@@ -25,7 +25,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "needs(*capabilities): not applicable unless the SDK declares them")
+    config.addinivalue_line(
+        "markers", "needs(*capabilities): not applicable unless the SDK declares them ('a|b': either)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +76,12 @@ def properties_and_capabilities(request: pytest.FixtureRequest, record_property,
         record_property(key, value)
     marker = request.node.get_closest_marker("needs")
     if marker:
-        declared = set(request.getfixturevalue("sdk_info")["capabilities"])
-        missing = [c for c in marker.args if c not in declared]
+        info = request.getfixturevalue("sdk_info")
+        declared = set(info["capabilities"])
+        if info.get("works_with") and suite_of(request) == "e2e":  # chaos faults workers: the partner's own cells
+            declared.add("worker")
+            record_property("worker_sdk", info["works_with"])
+        missing = [c for c in marker.args if not declared & set(c.split("|"))]  # "a|b": either will do
         if missing:
             pytest.skip(f"not applicable: {manifest.name} does not declare {', '.join(missing)}")
     yield
@@ -106,14 +112,26 @@ def queue_name() -> str:
 
 @pytest.fixture
 def driver(manifest: Manifest, harness: Harness, database: str, queue_name: str, sdk_info: dict) -> Driver:
-    made = Driver(manifest, harness.supervisor, database, queue_name)
+    # The visibility timeout goes to every command: some SDKs (pg-boss) fix it when a queue is made.
+    options = {"visibility_timeout_s": WORKER_OPTIONS["visibility_timeout_s"]}
+    made = Driver(manifest, harness.supervisor, database, queue_name, options=options)
     made.prepare()
     return made
 
 
+def partner(driver: Driver, sdk_info: dict) -> Driver | None:
+    """The worker of an insert-only SDK: the SDK its `info` names in `works_with`."""
+    if "worker" in sdk_info["capabilities"] or not sdk_info.get("works_with"):
+        return None
+    found = {m.name: m for m in manifests.discover()}
+    if sdk_info["works_with"] not in found:
+        pytest.fail(f"{driver.name} works with {sdk_info['works_with']!r}, which has no adapter here", pytrace=False)
+    return Driver(found[sdk_info["works_with"]], driver.supervisor, driver.dsn, driver.queue, options=driver.options)
+
+
 @pytest.fixture
-def workload(driver: Driver, tmp_path: Path, seed: int, record_property) -> Iterator[Workload]:
-    load = Workload(driver, tmp_path, seed, record=record_property)
+def workload(driver: Driver, tmp_path: Path, seed: int, record_property, sdk_info: dict) -> Iterator[Workload]:
+    load = Workload(driver, tmp_path, seed, record=record_property, worker_driver=partner(driver, sdk_info))
     try:
         yield load
     finally:

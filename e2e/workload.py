@@ -25,6 +25,7 @@ class Workload:
     enqueued: dict[str, Enqueued] = field(default_factory=dict)
     workers: list[Worker] = field(default_factory=list)
     record: Any = None  # pytest's record_property: the checker's figures go on the test case
+    worker_driver: Driver | None = None  # an insert-only SDK's jobs are worked by the SDK it names
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -67,7 +68,7 @@ class Workload:
         started = []
         for _ in range(count):
             name = f"w{len(self.workers) + 1}"
-            worker = (driver or self.driver).start_worker(
+            worker = (driver or self.worker_driver or self.driver).start_worker(
                 name, self.history_path, concurrency=concurrency, **{**WORKER_OPTIONS, **options}
             )
             self.workers.append(worker)

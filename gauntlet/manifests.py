@@ -70,6 +70,19 @@ def load(path: Path) -> Manifest:
     )
 
 
+PLACEHOLDERS = {"{python}": paths.VENV_PYTHON, "{node22}": paths.NODE22, "{npm}": paths.NPM_CLI}
+
+
+def expand(argv: tuple[str, ...], folder: Path) -> list[str]:
+    """A manifest's `build` or `driver` as it runs: placeholders filled, ./ relative to the folder."""
+    out = []
+    for arg in argv:
+        for key, value in PLACEHOLDERS.items():
+            arg = arg.replace(key, str(value))
+        out.append(str(folder / arg[2:]) if arg.startswith("./") else arg)
+    return out
+
+
 def discover(root: Path | None = None) -> list[Manifest]:
     """Every adapter under `root` (default: sdk_adapters/, or $GAUNTLET_ADAPTERS), sorted by system then name."""
     root = root or Path(os.environ.get("GAUNTLET_ADAPTERS", paths.ADAPTERS))

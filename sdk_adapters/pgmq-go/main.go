@@ -79,24 +79,10 @@ func enqueue() error {
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op once committed
-	protocol.Specs(func(spec protocol.Spec) {
+	protocol.EnqueueInTransaction(ctx, cfg, tx, func(spec protocol.Spec) (string, error) {
 		id, err := send(ctx, tx, spec)
-		protocol.Ack(spec.ID, strconv.FormatInt(id, 10), err)
+		return strconv.FormatInt(id, 10), err
 	})
-	if *cfg.Transaction == "commit" {
-		if err := tx.Commit(ctx); err != nil {
-			protocol.Emit(map[string]any{"transaction": "failed", "error": err.Error()})
-			return nil
-		}
-		protocol.Emit(map[string]any{"transaction": "committed"})
-		return nil
-	}
-	if err := tx.Rollback(ctx); err != nil {
-		protocol.Emit(map[string]any{"transaction": "failed", "error": err.Error()})
-		return nil
-	}
-	protocol.Emit(map[string]any{"transaction": "rolled_back"})
 	return nil
 }
 

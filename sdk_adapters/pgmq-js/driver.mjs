@@ -9,13 +9,8 @@ import * as p from "../_shared/node/protocol.mjs";
 const CAPABILITIES = ["fifo", "delay", "visibility_timeout", "crash_recovery", "worker"];
 
 async function client(poolSize) {
-  const url = new URL(p.CONFIG.dsn);
   return Pgmq.new(
-    {
-      host: url.hostname, port: Number(url.port || 5432), database: decodeURIComponent(url.pathname.slice(1)),
-      user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), ssl: false,
-      max: poolSize ?? p.CONFIG.pool_size ?? 4,
-    },
+    p.pgOptions(p.CONFIG.dsn, poolSize ?? p.CONFIG.pool_size ?? 4),
     { skipExtensionCreation: true }, // the schema comes from the harness
   );
 }
@@ -37,19 +32,10 @@ async function prepare() {
 async function enqueue() {
   const q = await client(2);
   try {
-    for await (const spec of p.specs()) {
-      if (typeof spec === "string") {
-        p.emit({ id: null, ok: false, error: spec });
-        continue;
-      }
-      try {
-        const delaySeconds = Math.ceil((spec.delay_ms || 0) / 1000);
-        const id = await q.msg.send(p.CONFIG.queue, p.body(spec), delaySeconds);
-        p.emit({ id: spec.id, ok: true, sdk_id: String(id) });
-      } catch (err) {
-        p.emit({ id: spec.id, ok: false, error: String(err?.message || err) });
-      }
-    }
+    await p.acknowledgeEach(async (spec) => {
+      const delaySeconds = Math.ceil((spec.delay_ms || 0) / 1000);
+      return q.msg.send(p.CONFIG.queue, p.body(spec), delaySeconds);
+    });
   } finally {
     await q.close();
   }

@@ -57,29 +57,17 @@ def enqueue() -> None:
     client = queue_client(2)
     mode = p.CONFIG.get("transaction")
     try:
-        if mode:
-            with client.pool.connection() as conn:
-                conn.autocommit = False
-                for spec in p.specs():
-                    if isinstance(spec, str):
-                        p.emit({"id": None, "ok": False, "error": spec})
-                        continue
-                    p.emit({"id": spec["id"], "ok": True, "sdk_id": str(_send(client, spec, conn=conn))})
-                if mode == "commit":
-                    conn.commit()
-                    p.emit({"transaction": "committed"})
-                else:
-                    conn.rollback()
-                    p.emit({"transaction": "rolled_back"})
+        if not mode:
+            p.acknowledge_each(lambda spec: _send(client, spec))
             return
-        for spec in p.specs():
-            if isinstance(spec, str):
-                p.emit({"id": None, "ok": False, "error": spec})
-                continue
-            try:
-                p.emit({"id": spec["id"], "ok": True, "sdk_id": str(_send(client, spec))})
-            except Exception as exc:
-                p.emit({"id": spec["id"], "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        with client.pool.connection() as conn:
+            conn.autocommit = False
+            p.acknowledge_each(lambda spec: _send(client, spec, conn=conn), in_transaction=True)
+            if mode == "commit":
+                conn.commit()
+            else:
+                conn.rollback()
+            p.transaction_outcome(mode)
     finally:
         client.close()
 

@@ -24,7 +24,12 @@ real_execute = p.execute
 
 
 def info() -> None:
-    claims = {"disorder": ["priority"], "no_retry": ["retries"]}.get(flaw, [])
+    claims = {
+        "disorder": ["priority"],
+        "no_retry": ["retries"],
+        "no_dedupe": ["dedupe"],
+        "no_dead_letter": ["retries", "dead_letter"],
+    }.get(flaw, [])
     p.emit(
         {
             "protocol": 1,
@@ -90,6 +95,9 @@ elif flaw == "no_retry":  # claims retries, but archives failed jobs at once
         return True
 
     p.execute = execute
+
+# no_dedupe (claims dedupe; ignores dedupe_key) and no_dead_letter (claims dead letters; PGMQ
+# redelivers a failed message forever and counts none dead) are the honest driver plus a claim.
 
 elif flaw == "no_delay":  # ignores delay_ms
     real_send = d._send

@@ -114,17 +114,47 @@ func Ack(id string, sdkID string, err error) {
 	Emit(map[string]any{"id": id, "ok": true, "sdk_id": sdkID})
 }
 
-// MakeBody builds the SDK job body every worker of the system understands.
-func MakeBody(spec Spec) json.RawMessage {
+// Tx is the caller's transaction, as pgx.Tx (or any driver's) has it.
+type Tx interface {
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+}
+
+// EnqueueInTransaction sends every spec inside tx, acknowledges each, then commits or rolls
+// back as cfg.Transaction says and reports the outcome.
+func EnqueueInTransaction(ctx context.Context, cfg Config, tx Tx, send func(Spec) (string, error)) {
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op once committed
+	Specs(func(spec Spec) {
+		id, err := send(spec)
+		Ack(spec.ID, id, err)
+	})
+	end, outcome := tx.Rollback, "rolled_back"
+	if *cfg.Transaction == "commit" {
+		end, outcome = tx.Commit, "committed"
+	}
+	if err := end(ctx); err != nil {
+		Emit(map[string]any{"transaction": "failed", "error": err.Error()})
+		return
+	}
+	Emit(map[string]any{"transaction": outcome})
+}
+
+// NewBody is the SDK job body every worker of the system understands.
+func NewBody(spec Spec) Body {
 	payload := spec.Payload
 	if len(payload) == 0 {
 		payload = json.RawMessage("null")
 	}
-	b, _ := json.Marshal(Body{
+	return Body{
 		Gauntlet: Meta{spec.ID, spec.FailTimes, spec.SleepMS, spec.CrashOnAttempt, spec.EchoPayload},
 		Payload:  payload,
 		Pad:      strings.Repeat("x", spec.PadBytes),
-	})
+	}
+}
+
+// MakeBody is NewBody, encoded.
+func MakeBody(spec Spec) json.RawMessage {
+	b, _ := json.Marshal(NewBody(spec))
 	return b
 }
 

@@ -52,6 +52,36 @@ export function body(spec) {
   };
 }
 
+// One acknowledgement per stdin line, in order. Inside a transaction an error is not
+// acknowledged but thrown, so that the caller's transaction fails as a whole.
+export async function acknowledgeEach(send, inTransaction = false) {
+  for await (const spec of specs()) {
+    if (typeof spec === "string") {
+      emit({ id: null, ok: false, error: spec });
+      continue;
+    }
+    try {
+      emit({ id: spec.id, ok: true, sdk_id: String(await send(spec)) });
+    } catch (err) {
+      if (inTransaction) throw err;
+      emit({ id: spec.id, ok: false, error: `${err?.name || "Error"}: ${err?.message || err}` });
+    }
+  }
+}
+
+export function transactionOutcome(mode) {
+  emit({ transaction: mode === "commit" ? "committed" : "rolled_back" });
+}
+
+// The dsn as node-postgres connection options (ssl off: the harness speaks plain TCP).
+export function pgOptions(dsn, max) {
+  const url = new URL(dsn);
+  return {
+    host: url.hostname, port: Number(url.port || 5432), database: decodeURIComponent(url.pathname.slice(1)),
+    user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), ssl: false, max,
+  };
+}
+
 // One appended, unbuffered line per event: a SIGKILL loses nothing already written.
 export class History {
   constructor(path, worker) {

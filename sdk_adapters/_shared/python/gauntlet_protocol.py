@@ -6,13 +6,14 @@ acknowledgements and history lines, runs a job's scripted behaviour, and handles
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 PROTOCOL = 1
@@ -88,8 +89,8 @@ class History:
             os.write(self._fd, data)
 
 
-def execute(history: History, job_body: Any, attempt: int, sdk_id: str) -> bool:
-    """Run a job's scripted behaviour; True when it succeeded. Crashes the process when told to."""
+def _begin(history: History, job_body: Any, attempt: int, sdk_id: str) -> tuple[str, dict[str, Any]]:
+    """Writes the start line and crashes when told to; the job's id and its script."""
     meta = job_body.get("gauntlet", {}) if isinstance(job_body, dict) else {}
     job_id = str(meta.get("id", f"foreign-{sdk_id}"))
     extra: dict[str, Any] = {"sdk_id": sdk_id}
@@ -98,11 +99,33 @@ def execute(history: History, job_body: Any, attempt: int, sdk_id: str) -> bool:
     history.write("start", job_id, attempt, **extra)
     if meta.get("crash_on_attempt") == attempt:
         os._exit(137)
-    if meta.get("sleep_ms"):
-        time.sleep(int(meta["sleep_ms"]) / 1000)
+    return job_id, meta
+
+
+def _end(history: History, job_id: str, meta: dict[str, Any], attempt: int) -> bool:
     ok = attempt > int(meta.get("fail_times") or 0)
     history.write("end", job_id, attempt, outcome="ok" if ok else "fail")
     return ok
+
+
+def execute(history: History, job_body: Any, attempt: int, sdk_id: str) -> bool:
+    """Run a job's scripted behaviour; True when it succeeded. Crashes the process when told to."""
+    job_id, meta = _begin(history, job_body, attempt, sdk_id)
+    if meta.get("sleep_ms"):
+        time.sleep(int(meta["sleep_ms"]) / 1000)
+    return _end(history, job_id, meta, attempt)
+
+
+async def execute_async(history: History, job_body: Any, attempt: int, sdk_id: str) -> bool:
+    """`execute` for SDKs that run jobs on an asyncio loop (sleeping must not block the loop)."""
+    job_id, meta = _begin(history, job_body, attempt, sdk_id)
+    if meta.get("sleep_ms"):
+        await asyncio.sleep(int(meta["sleep_ms"]) / 1000)
+    return _end(history, job_id, meta, attempt)
+
+
+class JobFailed(Exception):
+    """Raised inside an SDK's task when the script says this attempt fails."""
 
 
 def run_slots(slot: Callable[[], bool]) -> None:
@@ -127,6 +150,39 @@ def run_slots(slot: Callable[[], bool]) -> None:
     while any(t.is_alive() for t in threads):
         for thread in threads:
             thread.join(timeout=0.2)
+
+
+def acknowledge_each(send: Callable[[dict[str, Any]], Any], in_transaction: bool = False) -> None:
+    """One acknowledgement per stdin line, in order. Inside a transaction an error is not
+    acknowledged but raised, so that the caller's transaction fails as a whole."""
+    for spec in specs():
+        if isinstance(spec, str):
+            emit({"id": None, "ok": False, "error": spec})
+            continue
+        try:
+            sdk_id = send(spec)
+        except Exception as exc:
+            if in_transaction:
+                raise
+            emit({"id": spec["id"], "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        else:
+            emit({"id": spec["id"], "ok": True, "sdk_id": str(sdk_id)})
+
+
+async def acknowledge_each_async(
+    send: Callable[[dict[str, Any]], Awaitable[Any]], in_transaction: bool = False
+) -> None:
+    """`acknowledge_each` for asyncio SDKs: stdin is read on a thread, each send runs on the loop."""
+    loop = asyncio.get_running_loop()
+
+    def send_on_loop(spec: dict[str, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(send(spec), loop).result()
+
+    await asyncio.to_thread(acknowledge_each, send_on_loop, in_transaction)
+
+
+def transaction_outcome(mode: str) -> None:
+    emit({"transaction": "committed" if mode == "commit" else "rolled_back"})
 
 
 def main(commands: dict[str, Callable[[], None]]) -> None:
