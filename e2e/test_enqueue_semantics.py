@@ -59,7 +59,7 @@ def test_dedupe_keys(workload: Workload) -> None:
     workload.stop_all()
     runs = [r for r in workload.history().executions if r.outcome == "ok"]
     workload.record("accepted", len(accepted))
-    refusals = sorted({(a.error or '')[:200] for a in result.acks if not a.ok})
+    refusals = sorted({(a.error or "")[:200] for a in result.acks if not a.ok})
     assert len(runs) == 1, (
         f"{len(runs)} executions for one dedupe key ({len(accepted)} enqueues accepted; refusals: {refusals})"
     )

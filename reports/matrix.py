@@ -59,10 +59,19 @@ def _row_of(case: Case) -> Row | None:
         return Row(name, "sql", name.split("/", 1)[-1])
     if suite == "interop":
         worker = case.properties.get("worker_sdk", case.name)
-        return Row(f"interop/worker={worker}", "interop", f"enqueued here, worked by {worker}")
+        return Row(row_id(suite, case.name, worker), "interop", f"enqueued here, worked by {worker}")
     if suite in ("e2e", "chaos", "bench"):
-        return Row(f"{suite}/{case.name}", suite, case.name.removeprefix("test_").replace("_", " "))
+        return Row(row_id(suite, case.name), suite, case.name.removeprefix("test_").replace("_", " "))
     return None
+
+
+def row_id(suite: str, case_name: str, worker_sdk: str = "") -> str:
+    """The matrix row of a non-SQL case, as expectations.toml names it."""
+    return f"interop/worker={worker_sdk or case_name}" if suite == "interop" else f"{suite}/{case_name}"
+
+
+def expected_failure(findings: list[Finding], row: str, sdk: str) -> bool:
+    return any(f.verdict == "fail" and f.covers(row, sdk) for f in findings)
 
 
 def _aggregate(row: str, sdk: str, cases: list[Case], log: str) -> Cell:
@@ -127,7 +136,10 @@ class Finding:
     upstream: str = ""
 
     def matches(self, cell: Cell) -> bool:
-        return any(wildcard(row, cell.row) for row in self.rows) and wildcard(self.sdk, cell.sdk)
+        return self.covers(cell.row, cell.sdk)
+
+    def covers(self, row: str, sdk: str) -> bool:
+        return any(wildcard(pattern, row) for pattern in self.rows) and wildcard(self.sdk, sdk)
 
 
 @dataclass

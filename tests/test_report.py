@@ -34,6 +34,12 @@ def test_flaky(record_property, tmp_path_factory):
     if not os.path.exists(marker):
         open(marker, "w").close()
         assert False, "first run fails"
+def test_migrate_twice(record_property):  # fails as a recorded finding for pgmq-*: never re-run
+    record_property("suite", "e2e"); record_property("sdk", "pgmq-py"); record_property("system", "pgmq")
+    marker = os.environ["FLAKY_MARKER"] + ".known"
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        assert False, "first run fails"
 """
 
 GO_SAMPLE = """package sample
@@ -152,6 +158,7 @@ def test_counts_in_equal_counts_out_over_real_producers(tmp_path: Path, pgtap_ds
 
     cases = {(c.file, c.name): c for c in junit.load_all(inputs)}
     assert cases[("pytest-a.xml", "test_flaky")].verdict == "flaky", "a pass after a failure must be flaky"
+    assert cases[("pytest-a.xml", "test_migrate_twice")].verdict == "fail", "a known finding's failure is not re-run"
     assert cases[("pytest-a.xml", "test_skip")].message == "not applicable: no priority"
     assert cases[("pytest-a.xml", "test_error")].verdict == "error"
     assert cases[("node.xml", "ok")].suite == "node", "node's bare test cases get their file's suite"

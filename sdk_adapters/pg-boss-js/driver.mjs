@@ -78,16 +78,21 @@ async function work() {
   const concurrency = p.CONFIG.concurrency || 1;
   // supervise: the monitor that fails (and so retries) expired jobs; every second, not every minute.
   const boss = await started(p.CONFIG.pool_size ?? concurrency + 2, {
-    supervise: true, superviseIntervalSeconds: 1, monitorIntervalSeconds: 1, useListenNotify: true,
+    supervise: true, superviseIntervalSeconds: 1, monitorIntervalSeconds: 1, queueCacheIntervalSeconds: 1,
+    useListenNotify: true,
   });
   const history = new p.History(p.CONFIG.history, p.CONFIG.worker || "w");
   const stopped = new Promise((resolve) => process.on("SIGTERM", resolve));
-  // With notify on, pg-boss waits notifyPollingIntervalSeconds (30 s by default) between fetches
-  // that found work and were not woken by a NOTIFY: a backlog would drain one job per 30 s per slot.
+  // pg-boss waits its polling interval after every fetch, even one that found work (with notify
+  // on, notifyPollingIntervalSeconds: 30 s by default), unless a burst trigger fires: a backlog
+  // would drain one job per interval per slot. burstWhenReadyExceeds: fetch on while jobs wait.
   const poll = Math.max(0.5, (p.CONFIG.poll_interval_ms ?? 500) / 1000);
   await boss.work(
     p.CONFIG.queue,
-    { batchSize: 1, localConcurrency: concurrency, pollingIntervalSeconds: poll, notifyPollingIntervalSeconds: poll },
+    {
+      batchSize: 1, localConcurrency: concurrency, pollingIntervalSeconds: poll,
+      notifyPollingIntervalSeconds: poll, burstWhenReadyExceeds: 1,
+    },
     async ([job]) => {
       if (!(await p.execute(history, job.data, job.retryCount + 1, job.id))) throw new Error("fails by script");
     },

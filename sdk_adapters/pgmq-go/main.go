@@ -14,7 +14,6 @@ import (
 
 	"github.com/craigpastro/pgmq-go"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 const version = "0.6.0"
@@ -24,24 +23,13 @@ var cfg = protocol.LoadConfig()
 // pgmq-go takes any DB (pool or transaction), so enqueue can join the caller's transaction.
 var capabilities = []string{"fifo", "delay", "tx_enqueue", "visibility_timeout", "crash_recovery", "worker"}
 
-func pool(ctx context.Context, size int) (*pgxpool.Pool, error) {
-	config, err := pgxpool.ParseConfig(cfg.DSN)
-	if err != nil {
-		return nil, err
-	}
-	config.MaxConns = int32(size)
-	return pgxpool.NewWithConfig(ctx, config)
-}
-
 func info() error {
-	protocol.Emit(map[string]any{"protocol": protocol.Version, "sdk": "pgmq-go", "system": "pgmq",
-		"language": "go", "version": version, "capabilities": capabilities})
-	return nil
+	return protocol.Info("pgmq-go", "pgmq", version, capabilities)
 }
 
 func prepare() error {
 	ctx := context.Background()
-	db, err := pool(ctx, 1)
+	db, err := protocol.Pool(ctx, cfg, 1)
 	if err != nil {
 		return err
 	}
@@ -63,7 +51,7 @@ func send(ctx context.Context, db pgmq.DB, spec protocol.Spec) (int64, error) {
 
 func enqueue() error {
 	ctx := context.Background()
-	db, err := pool(ctx, 2)
+	db, err := protocol.Pool(ctx, cfg, 2)
 	if err != nil {
 		return err
 	}
@@ -95,7 +83,7 @@ func work() error {
 	}
 	// Job calls use a context that outlives SIGTERM, so jobs in flight can finish.
 	ctx := context.Background()
-	db, err := pool(ctx, size)
+	db, err := protocol.Pool(ctx, cfg, size)
 	if err != nil {
 		return err
 	}
@@ -122,7 +110,7 @@ func work() error {
 
 func stats() error {
 	ctx := context.Background()
-	db, err := pool(ctx, 1)
+	db, err := protocol.Pool(ctx, cfg, 1)
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ def prepare() -> None:
     p.emit({"ok": True})  # an entrypoint needs no objects of its own
 
 
-async def enqueue_async() -> None:
+async def enqueue() -> None:
     mode = p.CONFIG.get("transaction")
     async with await connect() as conn:
         queries = Queries(PsycopgDriver(conn))
@@ -65,7 +65,7 @@ async def enqueue_async() -> None:
         p.transaction_outcome(mode)
 
 
-async def work_async() -> None:
+async def work() -> None:
     history = p.History(p.CONFIG.get("history", ""), p.CONFIG.get("worker", "w"))
     async with await connect() as conn:
         manager = QueueManager(Queries(PsycopgDriver(conn)))
@@ -90,7 +90,7 @@ async def work_async() -> None:
         )
 
 
-async def stats_async() -> None:
+async def stats() -> None:
     async with await connect() as conn:
         cursor = await conn.execute(
             "SELECT status::text, count(*) FROM pgqueuer WHERE entrypoint = %s GROUP BY 1", (p.CONFIG["queue"],)
@@ -106,9 +106,4 @@ async def stats_async() -> None:
 
 
 if __name__ == "__main__":
-    p.main({
-        "info": info, "prepare": prepare,
-        "enqueue": lambda: asyncio.run(enqueue_async()),
-        "work": lambda: asyncio.run(work_async()),
-        "stats": lambda: asyncio.run(stats_async()),
-    })  # fmt: skip
+    p.main({"info": info, "prepare": prepare, "enqueue": enqueue, "work": work, "stats": stats})

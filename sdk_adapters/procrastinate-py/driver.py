@@ -56,7 +56,7 @@ def prepare() -> None:
     p.emit({"ok": True})  # procrastinate queues are just names on jobs
 
 
-async def enqueue_async() -> None:
+async def enqueue() -> None:
     app, _ = make_app(int(p.CONFIG.get("pool_size", 2)))
     mode = p.CONFIG.get("transaction")
     async with app.open_async():
@@ -96,7 +96,7 @@ async def sweep_stalled(app: App, stalled_after_s: float) -> None:
             print(f"stalled-job sweep failed: {exc!r}", file=sys.stderr, flush=True)
 
 
-async def work_async() -> None:
+async def work() -> None:
     concurrency = int(p.CONFIG.get("concurrency", 1))
     app, _ = make_app(int(p.CONFIG.get("pool_size", concurrency + 1)))
     stalled_after = float(p.CONFIG.get("visibility_timeout_s", 30))
@@ -118,7 +118,7 @@ async def work_async() -> None:
             sweeper.cancel()
 
 
-async def stats_async() -> None:
+async def stats() -> None:
     async with await AsyncConnection.connect(p.CONFIG["dsn"]) as conn:
         cursor = await conn.execute(
             "SELECT status::text, count(*) FROM procrastinate_jobs WHERE queue_name = %s GROUP BY 1",
@@ -130,9 +130,4 @@ async def stats_async() -> None:
 
 
 if __name__ == "__main__":
-    p.main({
-        "info": info, "prepare": prepare,
-        "enqueue": lambda: asyncio.run(enqueue_async()),
-        "work": lambda: asyncio.run(work_async()),
-        "stats": lambda: asyncio.run(stats_async()),
-    })  # fmt: skip
+    p.main({"info": info, "prepare": prepare, "enqueue": enqueue, "work": work, "stats": stats})

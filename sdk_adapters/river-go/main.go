@@ -55,24 +55,13 @@ func (linearRetry) NextRetry(job *rivertype.JobRow) time.Time {
 	return time.Now().Add(time.Duration(job.Attempt) * time.Second)
 }
 
-func pool(ctx context.Context, size int) (*pgxpool.Pool, error) {
-	config, err := pgxpool.ParseConfig(cfg.DSN)
-	if err != nil {
-		return nil, err
-	}
-	config.MaxConns = int32(size)
-	return pgxpool.NewWithConfig(ctx, config)
-}
-
 func client(db *pgxpool.Pool, config *river.Config) (*river.Client[pgx.Tx], error) {
 	config.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return river.NewClient(riverpgxv5.New(db), config)
 }
 
 func info() error {
-	protocol.Emit(map[string]any{"protocol": protocol.Version, "sdk": "river-go", "system": "river",
-		"language": "go", "version": version, "capabilities": capabilities})
-	return nil
+	return protocol.Info("river-go", "river", version, capabilities)
 }
 
 func prepare() error {
@@ -96,7 +85,7 @@ func insertOpts(spec protocol.Spec) *river.InsertOpts {
 
 func enqueue() error {
 	ctx := context.Background()
-	db, err := pool(ctx, 2)
+	db, err := protocol.Pool(ctx, cfg, 2)
 	if err != nil {
 		return err
 	}
@@ -149,7 +138,7 @@ func work() error {
 	if size == 4 { // the default: one connection per slot plus the listener and the leader's
 		size = cfg.Concurrency + 2
 	}
-	db, err := pool(ctx, size)
+	db, err := protocol.Pool(ctx, cfg, size)
 	if err != nil {
 		return err
 	}
@@ -182,7 +171,7 @@ func work() error {
 
 func stats() error {
 	ctx := context.Background()
-	db, err := pool(ctx, 1)
+	db, err := protocol.Pool(ctx, cfg, 1)
 	if err != nil {
 		return err
 	}

@@ -84,6 +84,13 @@ func Fail(message string, code int) {
 	os.Exit(code)
 }
 
+// Info answers the `info` command.
+func Info(sdk, system, version string, capabilities []string) error {
+	Emit(map[string]any{"protocol": Version, "sdk": sdk, "system": system, "language": "go",
+		"version": version, "capabilities": capabilities})
+	return nil
+}
+
 // Specs calls fn for each job spec on stdin; a line that is no valid spec gets an error ack.
 func Specs(fn func(Spec)) {
 	scanner := bufio.NewScanner(os.Stdin)

@@ -185,11 +185,13 @@ def transaction_outcome(mode: str) -> None:
     emit({"transaction": "committed" if mode == "commit" else "rolled_back"})
 
 
-def main(commands: dict[str, Callable[[], None]]) -> None:
+def main(commands: dict[str, Callable[[], Any]]) -> None:
+    """Runs the command named by the first argument; a coroutine function runs on a new loop."""
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
         fail(f"usage: driver {{{'|'.join(commands)}}}", code=2)
+    command = commands[sys.argv[1]]
     try:
-        commands[sys.argv[1]]()
+        asyncio.run(command()) if asyncio.iscoroutinefunction(command) else command()
     except Exception as exc:  # the protocol wants one error line, not a traceback on stdout
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         fail(f"{type(exc).__name__}: {exc}")
