@@ -38,7 +38,14 @@ def load_findings(path: Path = EXPECTATIONS) -> list[matrix.Finding]:
         if missing or not isinstance(item["rows"], list):
             raise SystemExit(f"{path}: finding {n} lacks {sorted(missing) or 'a list of rows'}")
         findings.append(
-            matrix.Finding(item["rows"], item["sdk"], item["verdict"], item["reason"], item.get("upstream", ""))
+            matrix.Finding(
+                item["rows"],
+                item["sdk"],
+                item["verdict"],
+                item["reason"],
+                item.get("upstream", ""),
+                bool(item.get("intermittent", False)),
+            )
         )
     return findings
 

@@ -4,10 +4,10 @@ so a job's max_attempts can travel with the job; terminal failures are held ('fa
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_shared" / "python"))
 
 import gauntlet_protocol as p
+import pgqueuer
 from pgqueuer import PsycopgDriver, Queries, QueueManager, RetryRequested
 from pgqueuer.models import Job
 from psycopg import AsyncConnection, Rollback
@@ -67,27 +68,36 @@ async def enqueue() -> None:
 
 async def work() -> None:
     history = p.History(p.CONFIG.get("history", ""), p.CONFIG.get("worker", "w"))
-    async with await connect() as conn:
-        manager = QueueManager(Queries(PsycopgDriver(conn)))
 
-        @manager.entrypoint(p.CONFIG["queue"], on_failure="hold")
-        async def run(job: Job) -> None:
-            message = json.loads(job.payload or b"{}")
-            attempt = job.attempts + 1
-            if await p.execute_async(history, message.get("body"), attempt, str(job.id)):
-                return
-            if attempt < int(message.get("max_attempts") or 1):
-                raise RetryRequested(delay=timedelta(seconds=attempt), reason="fails by script")
-            raise p.JobFailed(f"attempt {attempt} fails by script; no attempts left")
+    @asynccontextmanager
+    async def queue_manager() -> AsyncIterator[QueueManager]:
+        async with await connect() as conn:
+            manager = QueueManager(Queries(PsycopgDriver(conn)))
 
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, manager.shutdown.set)
-        # pgqueuer insists on max_concurrent_tasks >= 2 * batch_size: one slot is two here.
-        await manager.run(
-            dequeue_timeout=timedelta(milliseconds=int(p.CONFIG.get("poll_interval_ms", 500))),
-            batch_size=1,
-            max_concurrent_tasks=max(2, int(p.CONFIG.get("concurrency", 1))),
-            heartbeat_timeout=timedelta(seconds=float(p.CONFIG.get("visibility_timeout_s", 30))),
-        )
+            @manager.entrypoint(p.CONFIG["queue"], on_failure="hold")
+            async def run(job: Job) -> None:
+                message = json.loads(job.payload or b"{}")
+                attempt = job.attempts + 1
+                if await p.execute_async(history, message.get("body"), attempt, str(job.id)):
+                    return
+                if attempt < int(message.get("max_attempts") or 1):
+                    raise RetryRequested(delay=timedelta(seconds=attempt), reason="fails by script")
+                raise p.JobFailed(f"attempt {attempt} fails by script; no attempts left")
+
+            yield manager
+
+    # pgqueuer.run is `pgq run` without the CLI: SIGTERM drains, and with restart_on_failure a
+    # manager whose connection broke is replaced (a QueueManager lives on one connection).
+    # pgqueuer insists on max_concurrent_tasks >= 2 * batch_size: one slot is two here.
+    await pgqueuer.run(
+        queue_manager,
+        dequeue_timeout=timedelta(milliseconds=int(p.CONFIG.get("poll_interval_ms", 500))),
+        batch_size=1,
+        max_concurrent_tasks=max(2, int(p.CONFIG.get("concurrency", 1))),
+        heartbeat_timeout=timedelta(seconds=float(p.CONFIG.get("visibility_timeout_s", 30))),
+        restart_on_failure=True,
+        restart_delay=timedelta(seconds=1),
+    )
 
 
 async def stats() -> None:
