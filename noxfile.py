@@ -1,5 +1,6 @@
-"""Gauntlet's sessions. The SDK sessions are generated from sdk_adapters/*/manifest.toml,
-tagged by system and language, so `nox -t go` or `nox -t pgmq` select them.
+"""Gauntlet's sessions, generated from the catalog (sdk_adapters/<system>/system.toml and each
+SDK's manifest.toml), tagged by system, language and SDK name, so `nox -t go`, `nox -t pgmq`
+or `nox -t pgmq-py` select them.
 
 Every session runs in the harness virtualenv that the bootstrap made (no per-session
 virtualenvs: they would reach the registries on every run).
@@ -8,20 +9,22 @@ virtualenvs: they would reach the registries on every run).
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gauntlet import manifests, paths
-from sql_tests.run import systems as sql_systems
+from gauntlet import catalog, paths
+from gauntlet.ids import SessionId
 
 nox.options.default_venv_backend = "none"
 nox.options.error_on_missing_interpreters = True
 
-SDKS = manifests.discover()
-SDK_PARAMS = [nox.param(m.name, tags=[*m.tags]) for m in SDKS]
+CATALOG = catalog.load()
+SDK_PARAMS = [nox.param(s.name, tags=s.tags) for s in CATALOG.sdks()]
+SYSTEM_PARAMS = [nox.param(s.name, tags=[s.name, *(sdk.name for sdk in s.sdks)]) for s in CATALOG.systems]
 # Interrupts: give pytest time to stop drivers and PostgreSQL before nox escalates.
 GRACE = {"interrupt_timeout": 60.0, "terminate_timeout": 15.0}
 
@@ -36,8 +39,11 @@ def _pytest(session: nox.Session, *args: str, junit: str | None = None) -> None:
 
 @nox.session(tags=["core"])
 def tests(session: nox.Session) -> None:
-    """The harness's own test suite."""
-    _pytest(session, "tests")
+    """The harness's own test suite. Its outputs (logs, JUnit, reports of the scenarios it
+    runs) go to a temporary folder, removed afterwards: reports/out/ keeps only real runs."""
+    with tempfile.TemporaryDirectory(prefix="gauntlet-tests-") as out:
+        argv = [sys.executable, "-m", "pytest", "tests", *session.posargs]
+        session.run(*argv, env={"GAUNTLET_OUT": out}, **GRACE)  # type: ignore[arg-type]
 
 
 @nox.session(tags=["core"])
@@ -49,7 +55,7 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(tags=["sql"])
-@nox.parametrize("system", [nox.param(s, tags=[s]) for s in sql_systems()])
+@nox.parametrize("system", SYSTEM_PARAMS)
 def sql(session: nox.Session, system: str) -> None:
     """One system's pgTAP suites, run by pg_prove, into reports/out/junit/sql-<system>.xml."""
     session.run(sys.executable, "-m", "sql_tests.run", "--system", system, **GRACE)  # type: ignore[arg-type]
@@ -59,7 +65,7 @@ def sql(session: nox.Session, system: str) -> None:
 @nox.parametrize("sdk", SDK_PARAMS)
 def e2e(session: nox.Session, sdk: str) -> None:
     """The E2E scenario catalog for one SDK."""
-    _pytest(session, "e2e", f"--sdk={sdk}", "--rerun-failures", junit=f"e2e-{sdk}.xml")
+    _pytest(session, "e2e", f"--sdk={sdk}", "--rerun-failures", junit=SessionId("e2e", sdk).junit_file)
 
 
 if any((paths.ROOT / "chaos").glob("test_*.py")):  # sessions appear with the first chaos scenario
@@ -68,7 +74,7 @@ if any((paths.ROOT / "chaos").glob("test_*.py")):  # sessions appear with the fi
     @nox.parametrize("sdk", SDK_PARAMS)
     def chaos(session: nox.Session, sdk: str) -> None:
         """The chaos catalog for one SDK, faults injected from a seeded schedule."""
-        _pytest(session, "chaos", f"--sdk={sdk}", "--rerun-failures", junit=f"chaos-{sdk}.xml")
+        _pytest(session, "chaos", f"--sdk={sdk}", "--rerun-failures", junit=SessionId("chaos", sdk).junit_file)
 
 
 @nox.session(tags=["bench"])

@@ -38,4 +38,4 @@ def worker_driver(driver: Driver, proxy: Proxy) -> Driver:
     """The SDK under test, connecting through the proxy from its first connection."""
     params = conninfo_to_dict(driver.dsn)
     params["port"] = proxy.port
-    return Driver(driver.manifest, driver.supervisor, make_conninfo("", **params), driver.queue)
+    return Driver(driver.sdk, driver.supervisor, make_conninfo("", **params), driver.queue)

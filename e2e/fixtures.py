@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from e2e.workload import WORKER_OPTIONS, Workload
-from gauntlet import manifests, schemas
+from gauntlet import catalog, schemas
+from gauntlet.catalog import Catalog, Contract, Sdk, System
 from gauntlet.driver import Driver, DriverError
-from gauntlet.manifests import Manifest
 from gauntlet.pg import Harness
 
 
@@ -41,16 +41,36 @@ def seed(pytestconfig: pytest.Config) -> int:
 
 
 @pytest.fixture(scope="session")
-def manifest(pytestconfig: pytest.Config) -> Manifest:
-    name = pytestconfig.getoption("--sdk")
-    found = {m.name: m for m in manifests.discover()}
-    if name not in found:
-        pytest.fail(f"--sdk={name!r}: no such adapter; known: {sorted(found)}", pytrace=False)
-    return found[name]
+def loaded_catalog() -> Catalog:
+    return catalog.load()
 
 
 @pytest.fixture(scope="session")
-def sdk_info(manifest: Manifest, harness: Harness) -> dict:
+def manifest(pytestconfig: pytest.Config, loaded_catalog: Catalog) -> Sdk:
+    name = pytestconfig.getoption("--sdk")
+    broken = next((b for b in loaded_catalog.broken if b.sdk == name), None)
+    if broken is not None:
+        pytest.fail(f"--sdk={name!r} cannot be used: {broken.message}", pytrace=False)
+    try:
+        return loaded_catalog.sdk(name)
+    except catalog.CatalogError as exc:
+        pytest.fail(f"--sdk={name!r}: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def system(manifest: Sdk, loaded_catalog: Catalog) -> System:
+    return loaded_catalog.system(manifest.system)
+
+
+@pytest.fixture(scope="session")
+def contract(manifest: Sdk) -> Contract:
+    """What the SDK's system promises (with this SDK's declared differences): scenarios judge by it."""
+    assert manifest.contract is not None
+    return manifest.contract
+
+
+@pytest.fixture(scope="session")
+def sdk_info(manifest: Sdk, harness: Harness) -> dict:
     """The driver's `info`; a driver that cannot answer makes every cell an error that says why."""
     try:
         return Driver(manifest, harness.supervisor, harness.server.dsn()).info()
@@ -63,7 +83,7 @@ def properties_and_capabilities(request: pytest.FixtureRequest, record_property,
     if "manifest" not in request.fixturenames:
         yield
         return
-    manifest: Manifest = request.getfixturevalue("manifest")
+    manifest: Sdk = request.getfixturevalue("manifest")
     for key, value in (
         ("sdk", manifest.name),
         ("system", manifest.system),
@@ -93,16 +113,16 @@ def suite_of(request: pytest.FixtureRequest) -> str:
     return "interop" if request.node.originalname == "test_interop" else "e2e"
 
 
-def system_template(harness: Harness, system: str) -> str:
+def system_template(harness: Harness, system: System) -> str:
     return harness.databases.template(
-        f"e2e_{system.replace('-', '_')}", lambda dsn: schemas.install(system, dsn, harness.supervisor)
+        f"e2e_{system.name.replace('-', '_')}", lambda dsn: schemas.install(system, dsn, harness.supervisor)
     )
 
 
 @pytest.fixture
-def database(harness: Harness, manifest: Manifest) -> str:
+def database(harness: Harness, system: System) -> str:
     """DSN of a fresh database holding the system's schema."""
-    return harness.databases.dsn(harness.databases.fresh(system_template(harness, manifest.system), label="e2e"))
+    return harness.databases.dsn(harness.databases.fresh(system_template(harness, system), label="e2e"))
 
 
 @pytest.fixture
@@ -111,7 +131,7 @@ def queue_name() -> str:
 
 
 @pytest.fixture
-def driver(manifest: Manifest, harness: Harness, database: str, queue_name: str, sdk_info: dict) -> Driver:
+def driver(manifest: Sdk, harness: Harness, database: str, queue_name: str, sdk_info: dict) -> Driver:
     # The visibility timeout goes to every command: some SDKs (pg-boss) fix it when a queue is made.
     options = {"visibility_timeout_s": WORKER_OPTIONS["visibility_timeout_s"]}
     made = Driver(manifest, harness.supervisor, database, queue_name, options=options)
@@ -119,19 +139,35 @@ def driver(manifest: Manifest, harness: Harness, database: str, queue_name: str,
     return made
 
 
-def partner(driver: Driver, sdk_info: dict) -> Driver | None:
+def partner(driver: Driver, sdk_info: dict, loaded: Catalog) -> Driver | None:
     """The worker of an insert-only SDK: the SDK its `info` names in `works_with`."""
     if "worker" in sdk_info["capabilities"] or not sdk_info.get("works_with"):
         return None
-    found = {m.name: m for m in manifests.discover()}
-    if sdk_info["works_with"] not in found:
-        pytest.fail(f"{driver.name} works with {sdk_info['works_with']!r}, which has no adapter here", pytrace=False)
-    return Driver(found[sdk_info["works_with"]], driver.supervisor, driver.dsn, driver.queue, options=driver.options)
+    try:
+        worker = loaded.sdk(sdk_info["works_with"])
+    except catalog.CatalogError as exc:
+        pytest.fail(f"{driver.name} works with {sdk_info['works_with']!r}: {exc}", pytrace=False)
+    return Driver(worker, driver.supervisor, driver.dsn, driver.queue, options=driver.options)
 
 
 @pytest.fixture
-def workload(driver: Driver, tmp_path: Path, seed: int, record_property, sdk_info: dict) -> Iterator[Workload]:
-    load = Workload(driver, tmp_path, seed, record=record_property, worker_driver=partner(driver, sdk_info))
+def workload(
+    driver: Driver,
+    tmp_path: Path,
+    seed: int,
+    record_property,
+    sdk_info: dict,
+    contract: Contract,
+    loaded_catalog: Catalog,
+) -> Iterator[Workload]:
+    load = Workload(
+        driver,
+        tmp_path,
+        seed,
+        contract,
+        record=record_property,
+        worker_driver=partner(driver, sdk_info, loaded_catalog),
+    )
     try:
         yield load
     finally:

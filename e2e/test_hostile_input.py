@@ -46,7 +46,7 @@ def test_hostile_queue_names(driver: Driver, database: str, hostile: str) -> Non
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
         ).fetchone()[0]
-    other = Driver(driver.manifest, driver.supervisor, driver.dsn, hostile)
+    other = Driver(driver.sdk, driver.supervisor, driver.dsn, hostile)
     try:
         other.prepare()
         other.enqueue([{"id": "h1", "payload": {}}])

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gauntlet import manifests
+from gauntlet import catalog
 from gauntlet.driver import Driver
-from gauntlet.manifests import Manifest
 
 from .workload import Workload, assert_holds
 
@@ -19,22 +18,21 @@ PAYLOADS = [
 ]
 
 
-def peers(system: str) -> list[str]:
-    return [m.name for m in manifests.discover() if m.system == system]
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One case per SDK of the same system (this one included)."""
     if "worker_sdk" in metafunc.fixturenames:
         sdk = metafunc.config.getoption("--sdk")
-        system = next((m.system for m in manifests.discover() if m.name == sdk), None)
-        metafunc.parametrize("worker_sdk", peers(system) if system else [])
+        loaded = catalog.load()
+        system = next((s for s in loaded.systems if sdk in {m.name for m in s.sdks}), None)
+        metafunc.parametrize("worker_sdk", [m.name for m in system.sdks] if system else [])
 
 
-def test_interop(workload: Workload, manifest: Manifest, worker_sdk: str, record_property) -> None:
+def test_interop(workload: Workload, worker_sdk: str, record_property) -> None:
     """Enqueue with this SDK, work with `worker_sdk`: all run once, payloads arrive intact."""
     record_property("worker_sdk", worker_sdk)
-    found = {m.name: m for m in manifests.discover()}
-    worker_driver = Driver(found[worker_sdk], workload.driver.supervisor, workload.driver.dsn, workload.driver.queue)
+    worker_driver = Driver(
+        catalog.load().sdk(worker_sdk), workload.driver.supervisor, workload.driver.dsn, workload.driver.queue
+    )
     if "worker" not in worker_driver.info()["capabilities"]:
         pytest.skip(f"not applicable: {worker_sdk} cannot work jobs (insert-only)")
     specs = workload.specs(len(PAYLOADS), echo_payload=True)

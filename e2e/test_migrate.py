@@ -6,28 +6,39 @@ import psycopg
 import pytest
 
 from gauntlet import schemas
+from gauntlet.catalog import Sdk, System
 from gauntlet.driver import Driver
-from gauntlet.manifests import Manifest
 from gauntlet.pg import Harness
 
 OBJECTS = """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"""
 
 
-def test_migrate_twice(harness: Harness, manifest: Manifest, database: str, queue_name: str) -> None:
-    """The system's installer and the driver's prepare, run again, change nothing and fail nothing."""
-    with psycopg.connect(database) as conn:
-        before = conn.execute(OBJECTS).fetchone()[0]
-    schemas.install(manifest.system, database, harness.supervisor)
+def relations(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return int(conn.execute(OBJECTS).fetchone()[0])
+
+
+def test_migrate_twice(harness: Harness, manifest: Sdk, system: System, database: str, queue_name: str) -> None:
+    """The installer run again does what its system declares (idempotent: succeeds; refuses:
+    exits non-zero) and changes no object; the driver's prepare, run twice, changes nothing the second time."""
+    before = relations(database)
+    rerun = system.installer.rerun
+    if rerun == "idempotent":
+        schemas.install(system, database, harness.supervisor)
+    elif rerun == "refuses":
+        with pytest.raises(schemas.SchemaError):
+            schemas.install(system, database, harness.supervisor)
+    # "unsupported" (its docs say not to run it twice on a schema): only prepare runs again.
+    assert relations(database) == before, f"the second install ({rerun}) changed the relations"
     driver = Driver(manifest, harness.supervisor, database, queue_name)
     driver.prepare()
+    once = relations(database)
     driver.prepare()
-    with psycopg.connect(database) as conn:
-        after = conn.execute(OBJECTS).fetchone()[0]
-    assert after >= before
+    assert relations(database) == once, f"a second prepare changed the relations ({once} before it)"
 
 
-def test_failed_migration_leaves_nothing_half_made(harness: Harness, manifest: Manifest) -> None:
+def test_failed_migration_leaves_nothing_half_made(harness: Harness, system: System) -> None:
     """An install that fails part-way (the database refuses new objects half-way through) rolls back whole."""
     name = harness.databases.fresh(label="half")
     dsn = harness.databases.dsn(name)
@@ -42,7 +53,7 @@ def test_failed_migration_leaves_nothing_half_made(harness: Harness, manifest: M
         )
         before = conn.execute(OBJECTS).fetchone()[0]
     with pytest.raises(schemas.SchemaError):
-        schemas.install(manifest.system, dsn, harness.supervisor)
+        schemas.install(system, dsn, harness.supervisor)
     with psycopg.connect(dsn) as conn:
         after = conn.execute(OBJECTS).fetchone()[0]
     assert after == before, f"the failed install left {after - before} relations behind"

@@ -4,17 +4,120 @@ checker. Scenarios say *what* to do; this says *how*, the same way for every SDK
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
+import subprocess
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from gauntlet.checker import Enqueued, History, Report, check
+from gauntlet.catalog import Contract
+from gauntlet.checker import Enqueued, History, Report, check, stats_mismatch
 from gauntlet.driver import Driver, DriverError, EnqueueResult, Worker
+from gauntlet.supervise import Completed, HelperTimeout, Supervisor
 
 WORKER_OPTIONS = {"visibility_timeout_s": 2, "poll_interval_ms": 20}
+LEASE_S = float(WORKER_OPTIONS["visibility_timeout_s"])
+MARGIN_S = 5.0  # added to every bound the contract declares: scheduling noise on a loaded 2-core machine
+WAIT_CAP_S = 120.0  # no single wait is longer; a contract bound beyond it is reported, not waited out
+REDELIVERY = ("duplicated", "overlaps")  # what an at-least-once contract allows after a fault
+# The harness's own timing slack, never a system's: an acknowledgement reaches the harness one
+# pipe write after the SDK fixed the job's time (a delayed job can look this much early), and
+# two processes' readings of this host's clock around a retry may differ by a scheduling tick.
+ACK_SLACK_S = 0.25
+CLOCK_SLACK_S = 0.1
+# Scheduling noise on a loaded 2-core machine, on top of a delayed job's declared lateness.
+LATE_SLACK_S = 0.5
+STATS_BOUND_S = 3.0  # how long readings may take to agree with a history that no longer moves
+
+
+class TimedSupervisor:
+    """Runs a driver command as `Supervisor.run` does, but reads its stdout line by line and
+    notes the wall time each line arrived: an acknowledgement's time is when the SDK had the
+    job. Helpers are the wrapped supervisor's, so cleanup is unchanged."""
+
+    def __init__(self, inner: Supervisor) -> None:
+        self.inner = inner
+        self.lines: list[tuple[float, str]] = []
+
+    def spawn(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.spawn(*args, **kwargs)
+
+    def run(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+    ) -> Completed:
+        helper = self.inner.spawn(
+            name,
+            argv,
+            env=env,
+            cwd=cwd,
+            user=user,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+        )
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            helper.kill()
+
+        timer = threading.Timer(timeout, expire)
+        feeder = threading.Thread(target=_feed, args=(helper.popen.stdin, input), daemon=True)
+        out = []
+        timer.start()
+        feeder.start()
+        try:
+            assert helper.popen.stdout is not None
+            for raw in helper.popen.stdout:
+                self.lines.append((time.time(), raw.decode(errors="replace")))
+                out.append(raw)
+            helper.popen.wait()
+        finally:
+            timer.cancel()
+            helper.kill()
+            feeder.join(5)
+        if expired.is_set():
+            raise HelperTimeout(
+                f"helper {name!r} (pid {helper.pid}) still running after {timeout:g} s; "
+                f"killed its process group (log: {helper.log_path})"
+            )
+        stdout = b"".join(out).decode(errors="replace")
+        return Completed(name, helper.popen.returncode, stdout, helper.log_path, helper.log_text())
+
+    def ack_times(self) -> dict[str, float]:
+        """Job id -> when its successful acknowledgement line arrived."""
+        times = {}
+        for at, raw in self.lines:
+            try:
+                line = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(line, dict) and line.get("ok") is True and isinstance(line.get("id"), str):
+                times.setdefault(line["id"], at)
+        return times
+
+
+def _feed(stdin: IO[bytes] | None, data: bytes | None) -> None:
+    if stdin is None:
+        return
+    try:
+        if data:
+            stdin.write(data)
+        stdin.close()
+    except (BrokenPipeError, ValueError, OSError):
+        pass  # the driver exited early; its exit code and log say why
 
 
 @dataclass
@@ -22,6 +125,7 @@ class Workload:
     driver: Driver
     folder: Path
     seed: int
+    contract: Contract
     enqueued: dict[str, Enqueued] = field(default_factory=dict)
     workers: list[Worker] = field(default_factory=list)
     record: Any = None  # pytest's record_property: the checker's figures go on the test case
@@ -31,6 +135,7 @@ class Workload:
         self.rng = random.Random(self.seed)
         self.history_path = self.folder / "history.jsonl"
         self._serial = 0
+        self.stats_problems: list[str] = []  # readings that disagreed with the history (compare_stats)
 
     def specs(self, count: int, **behaviour: Any) -> list[dict[str, Any]]:
         out = []
@@ -47,8 +152,11 @@ class Workload:
         """Enqueue and record each invocation's outcome; a driver that breaks down mid-way
         leaves the rest indeterminate and raises its error once they are recorded."""
         specs = list(specs)
+        chosen = driver or self.driver
+        clock = TimedSupervisor(chosen.supervisor)
         sent_at = time.time()
-        result = (driver or self.driver).enqueue(specs, transaction=transaction)
+        result = dataclasses.replace(chosen, supervisor=clock).enqueue(specs, transaction=transaction)  # type: ignore[arg-type]
+        acked_at = clock.ack_times()
         for spec in specs:
             self.enqueued[spec["id"]] = Enqueued(
                 spec["id"],
@@ -59,6 +167,7 @@ class Workload:
                 delay_ms=int(spec.get("delay_ms") or 0),
                 max_attempts=spec.get("max_attempts"),
                 fail_times=int(spec.get("fail_times") or 0),
+                acked_at=acked_at.get(spec["id"]),
             )
         if result.error:
             raise DriverError(result.error)
@@ -82,11 +191,38 @@ class Workload:
         history.add_file(self.history_path)
         return history
 
-    def wait_until_done(self, bound_s: float = 60.0, settle_s: float = 0.0, idle_s: float = 6.0) -> bool:
+    def recovery_bound_s(self) -> float:
+        """How long after a worker's death its job may take to run again: the contract's
+        worst case for the lease the harness sets, plus the margin, capped."""
+        return min(self.contract.recovery_bound_s(LEASE_S) + MARGIN_S, WAIT_CAP_S)
+
+    def recovery_note(self) -> str:
+        """Says so when the contract's own bound is longer than any run waits."""
+        declared = self.contract.recovery_bound_s(LEASE_S)
+        if declared + MARGIN_S <= WAIT_CAP_S:
+            return ""
+        return (
+            f" (the contract's recovery bound, {declared:g} s: {self.contract.recovery},"
+            f" is beyond the {WAIT_CAP_S:g} s a run waits)"
+        )
+
+    def quiet_bound_s(self) -> float:
+        """How long a healthy run may show no progress: a retry's longest backoff or a lease, plus the margin."""
+        return max(self.contract.retry_max_gap_s, LEASE_S) + MARGIN_S
+
+    def judge(self, report: Report, *properties: str, redelivery: bool = False) -> None:
+        """The one rule for every scenario: after a fault that can make a job run again
+        (`redelivery`), an at-least-once contract allows duplicates and overlaps (they stay
+        figures on the cell); anywhere else they fail it."""
+        allowed = REDELIVERY if redelivery and self.contract.at_least_once else ()
+        assert_holds(report, *(p for p in properties if p not in allowed))
+
+    def wait_until_done(self, bound_s: float = 60.0, settle_s: float = 0.0, idle_s: float | None = None) -> bool:
         """Until every acknowledged job has a successful execution (then `settle_s` more, for
-        duplicates to show); or until nothing has happened for `idle_s` (longer than any
-        visibility timeout or retry backoff the scenarios set), or the bound. The checker then
-        says what is missing. Returns whether everything ran."""
+        duplicates to show); or until nothing has happened for `idle_s` (default: the
+        contract's quiet bound), or the bound. The checker then says what is missing.
+        Returns whether everything ran."""
+        idle_s = self.quiet_bound_s() if idle_s is None else idle_s
         deadline = time.monotonic() + bound_s
         wanted = {i for i, e in self.enqueued.items() if e.outcome == "ok"}
         last_size, last_change = -1, time.monotonic()
@@ -107,12 +243,56 @@ class Workload:
         return False
 
     def wait_for_starts(self, count: int, bound_s: float = 30.0) -> bool:
+        return self.wait_for(lambda history: len(history.executions) >= count, bound_s)
+
+    def wait_for(self, condition: Callable[[History], bool], bound_s: float) -> bool:
+        """Until the history satisfies `condition` (True), or the bound (False)."""
         deadline = time.monotonic() + bound_s
-        while time.monotonic() < deadline:
-            if len(self.history().executions) >= count:
+        while True:
+            if condition(self.history()):
                 return True
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.05)
+
+    def compare_stats(
+        self, moment: str, while_: Callable[[History], bool] | None = None, bound_s: float = STATS_BOUND_S
+    ) -> bool:
+        """Reads the system's stats (its query in system.toml) while jobs are pending and
+        compares them with the history read just before and just after (checker.stats_mismatch);
+        a reading counts only if the history did not move meanwhile. Stops at the first reading
+        that agrees (a completion the SDK records a moment after the worker's end line only
+        delays it), when `while_` no longer holds (the moment is over), or at the bound; the
+        last disagreement is then kept for the `stats_mismatches` property. Returns whether they
+        agreed."""
+        deadline = time.monotonic() + bound_s
+        last: list[str] = []
+        readings = 0
+        while True:
+            before = self.history()
+            if while_ is not None and not while_(before):
+                break
+            stats = self.driver.stats()
+            after = self.history()
+            if _moves(before) == _moves(after):
+                readings += 1
+                last = stats_mismatch(after, stats)
+                if not last:
+                    self._record_stats(moment, "agree")
+                    return True
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        if last:
+            self.stats_problems.append(f"{moment}: {'; '.join(last)}")
+            self._record_stats(moment, "disagree")
+        else:
+            self._record_stats(moment, f"not compared ({readings} readings: the moment passed)")
         return False
+
+    def _record_stats(self, moment: str, verdict: str) -> None:
+        if self.record is not None:
+            self.record(f"stats {moment}", verdict)
 
     def stop_all(self) -> None:
         errors = []
@@ -140,6 +320,7 @@ class Workload:
             history.stats = self.driver.stats()
         report = check(history, **check_options)
         report.notes = self.worker_errors()
+        report.stats_mismatches = list(self.stats_problems)
         if self.record is not None:
             for key, value in report.summary().items():
                 if key != "latency_s":
@@ -147,6 +328,11 @@ class Workload:
             for key, value in report.latency_s.items():
                 self.record(f"latency_{key}_s", None if value is None else round(value, 4))
         return report
+
+
+def _moves(history: History) -> tuple[int, int]:
+    """How far the history has got: starts and ends seen."""
+    return len(history.executions), sum(1 for r in history.executions if r.end is not None)
 
 
 def violations(report: Report, *properties: str) -> list[str]:
@@ -163,6 +349,21 @@ def violations(report: Report, *properties: str) -> list[str]:
         elif name == "malformed":
             if value:
                 found.append(f"malformed {value}: history lines the driver wrote are not protocol lines")
+        elif name == "stats_mismatches":
+            if value:
+                found.append(f"stats_mismatches {len(value)}: the system's stats disagree with the history: {value}")
+        elif name == "late_delays":
+            if value:
+                found.append(
+                    f"late_delays {len(value)}: delayed jobs started later than the contract allows (s): "
+                    f"{list(value.items())[:5]}"
+                )
+        elif name == "backoff_violations":
+            if value:
+                found.append(
+                    f"backoff_violations {len(value)}: retried sooner than the retry policy allows"
+                    f" (gap in s): {list(value.items())[:5]}"
+                )
         elif value:
             items = list(value.items()) if isinstance(value, dict) else list(value)
             found.append(f"{name} {len(items)}: {items[:5]}")

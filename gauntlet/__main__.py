@@ -13,7 +13,9 @@ from gauntlet import bootstrap, paths
 
 USAGE = """usage: python3 -m gauntlet COMMAND [ARGS...]
 
-  run [--sessions S ...]  the main job: every sql/e2e/chaos session, then the report
+  run [--jobs N] [--only SEL ...]
+                          the main job: every sql/e2e/chaos session, N at a time, then the
+                          report; SEL is a session name, a kind (e2e) or a tag (pgmq, go, pgmq-py)
   test [PYTEST ARGS]      the harness's own test suite (nox -s tests)
   bootstrap               only make the machine ready
   nox [NOX ARGS]          nox inside the harness virtualenv, e.g. `nox -l --json`

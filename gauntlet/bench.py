@@ -12,9 +12,11 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ import psycopg
 from junitparser import Error
 from junitparser.xunit2 import JUnitXml, TestCase, TestSuite
 
-from gauntlet import lifecycle, manifests, paths, schemas
+from gauntlet import catalog, lifecycle, paths, schemas
 from gauntlet.checker import History, percentile
 from gauntlet.driver import Driver, DriverError
 from gauntlet.pg import EmbeddedCluster, Harness, open_harness
@@ -31,6 +33,8 @@ from gauntlet.supervise import Supervisor
 
 JOBS = int(os.environ.get("GAUNTLET_BENCH_JOBS", 10_000))
 RUNS = int(os.environ.get("GAUNTLET_BENCH_RUNS", 3))
+CONCURRENCY = (1, 2, 4, 8, 16)
+COST_AT = 8  # the concurrency at which recording on vs off is compared
 LATENCY_RATE = 100  # jobs/s offered
 LATENCY_SECONDS = 5
 STALL_S = 20.0
@@ -80,10 +84,10 @@ def raw_sql(harness: Harness, concurrency: int, batch: int) -> float:
 # -- an SDK -------------------------------------------------------------------------------
 
 
-def fresh_driver(harness: Harness, manifest: manifests.Manifest, queue: str = "bench") -> Driver:
+def fresh_driver(harness: Harness, manifest: catalog.Sdk, queue: str = "bench") -> Driver:
     template = harness.databases.template(
         f"bench_{manifest.system.replace('-', '_')}",
-        lambda dsn: schemas.install(manifest.system, dsn, harness.supervisor),
+        lambda dsn: schemas.install(catalog.load().system(manifest.system), dsn, harness.supervisor),
     )
     driver = Driver(
         manifest, harness.supervisor, harness.databases.dsn(harness.databases.fresh(template, label="bench")), queue
@@ -96,7 +100,7 @@ def specs(count: int) -> list[dict[str, Any]]:
     return [{"id": f"b{i:06d}", "payload": {"i": i}} for i in range(count)]
 
 
-def enqueue_rate(harness: Harness, manifest: manifests.Manifest) -> float:
+def enqueue_rate(harness: Harness, manifest: catalog.Sdk) -> float:
     driver = fresh_driver(harness, manifest)
     began = time.perf_counter()
     result = driver.enqueue(specs(JOBS), bound_s=600)
@@ -106,40 +110,49 @@ def enqueue_rate(harness: Harness, manifest: manifests.Manifest) -> float:
     return JOBS / elapsed
 
 
-def drained(driver: Driver) -> None:
-    """Waits until the SDK's stats show nothing queued or running; a stall is an error."""
-    last, changed = None, time.monotonic()
+def drained(driver: Driver, total: int | None = None) -> float | None:
+    """Waits until the system's stats show nothing queued or running; a stall is an error.
+    With `total` (the jobs enqueued), returns when the first of them left the queue: the
+    worker's start-up is then not part of a throughput figure."""
+    last, changed, first = None, time.monotonic(), None
     while True:
         stats = driver.stats()
-        left = (stats["queued"] or 0) + (stats["running"] or 0)
+        queued = stats["queued"] or 0
+        left = queued + (stats["running"] or 0)
+        if first is None and total is not None and queued < total:
+            first = time.perf_counter()
         if left == 0:
-            return
+            return first
         if left != last:
             last, changed = left, time.monotonic()
         elif time.monotonic() - changed > STALL_S:
             raise BenchError(f"no progress for {STALL_S:g} s with {left} jobs left")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
-def process_rate(harness: Harness, manifest: manifests.Manifest, concurrency: int, record: bool, tmp: Path) -> float:
+def process_rate(harness: Harness, manifest: catalog.Sdk, concurrency: int, record: bool, tmp: Path) -> float:
+    """Jobs/s from the first job taken to the last one done (start-up excluded), recording
+    the history or not: the same measure both ways, so their ratio is the harness's cost."""
     driver = fresh_driver(harness, manifest)
     result = driver.enqueue(specs(JOBS), bound_s=600)
     if result.error:
         raise BenchError(result.error)
     history = tmp / f"history-{time.monotonic_ns()}.jsonl"
-    began = time.perf_counter()
     worker = driver.start_worker(
         "bench", history if record else None, concurrency=concurrency, poll_interval_ms=20, visibility_timeout_s=30
     )
     try:
-        drained(driver)
+        first = drained(driver, total=JOBS)
+        done = time.perf_counter()
     finally:
-        elapsed = time.perf_counter() - began
         worker.stop()
-    return JOBS / elapsed
+        history.unlink(missing_ok=True)
+    if first is None:
+        raise BenchError("the queue was empty before any job was seen leaving it")
+    return JOBS / max(done - first, 1e-6)
 
 
-def latency(harness: Harness, manifest: manifests.Manifest, tmp: Path) -> dict[str, float | None]:
+def latency(harness: Harness, manifest: catalog.Sdk, tmp: Path) -> dict[str, float | None]:
     """Specs streamed at a steady rate into one long enqueue run; enqueue -> start per job."""
     driver = fresh_driver(harness, manifest)
     history = tmp / f"latency-{time.monotonic_ns()}.jsonl"
@@ -221,77 +234,73 @@ def cluster_figures(tmp: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sdk", action="append", help="only these SDKs (default: all)")
+    parser.add_argument("--out", type=Path, default=paths.OUT, help="where bench.json and junit/ go")
     args = parser.parse_args(argv)
     lifecycle.install_signal_handlers()
-    tmp = paths.OUT / "bench-tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Any] = {"machine": machine(), "jobs": JOBS, "runs": RUNS, "limit": {}, "sdks": {}, "rows": []}
-    out["cluster"] = cluster_figures(tmp)
-    sessions = paths.OUT / "sessions.json"
-    out["sessions"] = json.loads(sessions.read_text()) if sessions.exists() else []
-    with open_harness() as harness:
-        suite = TestSuite("bench-limit")
-        for concurrency in (1, 8):
-            for batch in (1, 100):
+    out: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {"jobs": JOBS, "runs": RUNS, "concurrency": list(CONCURRENCY), "cost_at": COST_AT},
+        "limit": {},
+        "sdks": {},
+    }
+    junit = args.out / "junit"
+    with tempfile.TemporaryDirectory(prefix="gauntlet-bench-") as scratch:
+        tmp = Path(scratch)
+        out["cluster"] = cluster_figures(tmp)
+        with open_harness() as harness:
+            suite = TestSuite("bench-limit")
+            for concurrency, batch in [(c, 1) for c in CONCURRENCY] + [(1, 100), (COST_AT, 100)]:
                 measure = partial(raw_sql, harness, concurrency, batch)
                 figures = case(suite, f"raw_sql_c{concurrency}_batch{batch}", "raw-sql", partial(rates, measure))
                 if figures:
                     out["limit"][f"c{concurrency}_batch{batch}"] = figures["jobs_per_s"]
-        write_junit(suite, "bench-limit.xml")
-        for manifest in manifests.discover():
-            if args.sdk and manifest.name not in args.sdk:
-                continue
-            out["sdks"][manifest.name] = bench_sdk(harness, manifest, tmp, out["limit"])
-    for name, figures in out["sdks"].items():
-        for key in ("process_c1", "process_c8"):
-            if figures.get(key):
-                out["rows"].append(
-                    {
-                        "label": f"{name} c{key[-1]}",
-                        "jobs_per_s": figures[key]["median"],
-                        "ratio_to_limit": figures.get(f"{key}_ratio"),
-                        "p50_ms": (figures.get("latency") or {}).get("p50_ms"),
-                        "p99_ms": (figures.get("latency") or {}).get("p99_ms"),
-                    }
-                )
-    for key, value in out["limit"].items():
-        baseline = 1.0 if key.endswith("_batch1") else None  # SDK ratios are to one-job fetches
-        out["rows"].append({"label": f"raw SQL {key}", "jobs_per_s": value["median"], "ratio_to_limit": baseline})
-    (paths.OUT / "bench.json").write_text(json.dumps(out, indent=2))
-    print(f"bench: wrote {paths.OUT / 'bench.json'}")
+            write_junit(suite, junit / "bench-limit.xml")
+            for manifest in catalog.load().sdks():
+                if args.sdk and manifest.name not in args.sdk:
+                    continue
+                out["sdks"][manifest.name] = bench_sdk(harness, manifest, tmp, out["limit"], junit)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(out, indent=2))
+    print(f"bench: wrote {args.out / 'bench.json'}")
     return 0
 
 
-def bench_sdk(harness: Harness, manifest: manifests.Manifest, tmp: Path, limit: dict[str, Any]) -> dict[str, Any]:
+def bench_sdk(harness: Harness, manifest: catalog.Sdk, tmp: Path, limit: dict[str, Any], junit: Path) -> dict[str, Any]:
+    """Enqueue rate; processing at each concurrency as a ratio to the raw-SQL limit at the
+    same concurrency; recording on vs off at COST_AT; enqueue -> start latency."""
     suite = TestSuite(f"bench-{manifest.name}")
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"process": {}, "ratio": {}}
     info = Driver(manifest, harness.supervisor, harness.server.dsn()).info()
     got = case(suite, "enqueue", manifest.name, partial(rates, partial(enqueue_rate, harness, manifest)))
     figures["enqueue"] = got and got["jobs_per_s"]
     if "worker" in info["capabilities"]:
-        for concurrency, record in ((1, True), (8, True), (8, False)):
-            key = f"process_c{concurrency}" + ("" if record else "_no_history")
-            measure = partial(process_rate, harness, manifest, concurrency, record, tmp)
-            got = case(suite, key, manifest.name, partial(rates, measure))
-            figures[key] = got and got["jobs_per_s"]
+        for concurrency in CONCURRENCY:
+            measure = partial(process_rate, harness, manifest, concurrency, True, tmp)
+            got = case(suite, f"process_c{concurrency}", manifest.name, partial(rates, measure))
+            figures["process"][str(concurrency)] = got and got["jobs_per_s"]
             base = limit.get(f"c{concurrency}_batch1")
-            if figures[key] and base and record:
-                figures[f"{key}_ratio"] = round(figures[key]["median"] / base["median"], 3)
-        if figures.get("process_c8") and figures.get("process_c8_no_history"):
-            off, on = figures["process_c8_no_history"]["median"], figures["process_c8"]["median"]
-            figures["history_overhead_pct"] = round((off - on) / off * 100, 1)
+            if got and base:
+                figures["ratio"][str(concurrency)] = round(got["jobs_per_s"]["median"] / base["median"], 3)
+        measure = partial(process_rate, harness, manifest, COST_AT, False, tmp)
+        got = case(suite, f"process_c{COST_AT}_no_history", manifest.name, partial(rates, measure))
+        figures["process_no_history"] = got and got["jobs_per_s"]
+        on = figures["process"].get(str(COST_AT))
+        if on and got:
+            off = got["jobs_per_s"]["median"]
+            figures["history_overhead_pct"] = round((off - on["median"]) / off * 100, 1)
         got = case(suite, "latency", manifest.name, lambda: latency(harness, manifest, tmp))
         figures["latency"] = got
-    write_junit(suite, f"bench-{manifest.name}.xml")
+    write_junit(suite, junit / f"bench-{manifest.name}.xml")
     return figures
 
 
-def write_junit(suite: TestSuite, name: str) -> None:
+def write_junit(suite: TestSuite, path: Path) -> None:
     suite.update_statistics()
     xml = JUnitXml()
     xml.add_testsuite(suite)
-    paths.JUNIT.mkdir(parents=True, exist_ok=True)
-    xml.write(str(paths.JUNIT / name), pretty=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    xml.write(str(path), pretty=True)
 
 
 def machine() -> dict[str, Any]:

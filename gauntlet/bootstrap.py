@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gauntlet import manifests, paths
+from gauntlet import catalog, paths
 
 APT_PACKAGES = (
     "postgresql-15",
@@ -28,7 +28,6 @@ APT_PACKAGES = (
     "chromium",  # renders the dashboard to a screenshot, and its test
 )
 NODE22_DIR = paths.ROOT / "gauntlet" / "toolchains" / "node22"
-SCHEMAS = paths.ROOT / "gauntlet" / "schemas"
 TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0"
 TOXIPROXY_BIN = paths.TOOLS_BIN / "server"
 GO_JUNIT_REPORT = "github.com/jstemmer/go-junit-report/v2@v2.1.0"  # Go test output -> JUnit, for the report's tests
@@ -100,8 +99,8 @@ def apt_packages() -> None:
 
 def python_venv() -> None:
     """The harness virtualenv, holding the harness's pins and every Python adapter's
-    (sdk_adapters/*/requirements.lock): one interpreter, so pins that disagree fail here."""
-    locks = [paths.REQUIREMENTS_LOCK, *sorted(paths.ADAPTERS.glob("*/requirements.lock"))]
+    (sdk_adapters/<system>/<sdk>/requirements.lock): one interpreter, so pins that disagree fail here."""
+    locks = [paths.REQUIREMENTS_LOCK, *sorted(paths.ADAPTERS.glob("*/*/requirements.lock"))]
     digest = _digest(*(lock.read_bytes() for lock in locks), sys.version.encode())
     if paths.VENV_PYTHON.exists() and _stamp_matches("venv", digest):
         return
@@ -130,58 +129,49 @@ def go_tools() -> None:
     go_install(ACTIONLINT, "actionlint")
 
 
-def npm_ci(folder: Path, node: Path | None = None) -> None:
-    """`npm ci` from the committed lock, run by `node` (so engine checks see that Node) with
-    --engine-strict: an SDK whose engines refuse the runtime fails here, not silently later."""
-    digest = _digest((folder / "package-lock.json").read_bytes(), str(node).encode())
-    stamp = "npm-" + str(folder.relative_to(paths.ROOT)).replace("/", "-")
-    if (folder / "node_modules").is_dir() and _stamp_matches(stamp, digest):
-        return
-    runner = [str(node), str(paths.NPM_CLI)] if node else ["npm"]
-    env = {**os.environ, "PATH": f"{node.parent}:{os.environ['PATH']}"} if node else None
-    _run([*runner, "ci", "--engine-strict", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder, env=env)
-    _write_stamp(stamp, digest)
-
-
-def go_build(folder: Path, output: Path) -> None:
-    digest = _tree_digest(folder)
-    stamp = "go-" + output.name
-    if output.exists() and _stamp_matches(stamp, digest):
-        return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    _run(["go", "build", "-o", str(output), "."], cwd=folder)
-    _write_stamp(stamp, digest)
-
-
 def node22() -> None:
-    npm_ci(NODE22_DIR)
+    """Node 22 from the npm registry (some SDKs need it; the machine has Node 20), by the
+    machine's npm from the committed lock."""
+    digest = _digest((NODE22_DIR / "package-lock.json").read_bytes())
+    if (NODE22_DIR / "node_modules").is_dir() and _stamp_matches("node22", digest):
+        return
+    _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE22_DIR)
+    _write_stamp("node22", digest)
 
 
-def schema_installers() -> None:
-    npm_ci(SCHEMAS / "node", node=paths.NODE22)
-    go_build(SCHEMAS / "river", paths.TOOLS_BIN / "river-migrate")
+def _build(stamp: str, argv: tuple[str, ...], folder: Path, inputs: list[Path]) -> bool:
+    """Run a declared build in `folder` when its committed inputs changed; False if it failed."""
+    digest = _tree_digest(*inputs)
+    if _stamp_matches(stamp, digest):
+        return True
+    _say(f"building {stamp}")
+    env = {**os.environ, "GAUNTLET_ROOT": str(paths.ROOT), "GAUNTLET_TOOLS": str(paths.TOOLS)}
+    if "{node22}" in argv:  # npm's lifecycle scripts then find Node 22 as `node`
+        env["PATH"] = f"{paths.NODE22.parent}:{env['PATH']}"
+    result = subprocess.run(catalog.expand(argv, folder), cwd=folder, env=env)
+    if result.returncode == 0:
+        _write_stamp(stamp, digest)
+        return True
+    (STAMPS / stamp).unlink(missing_ok=True)
+    return False
 
 
-def sdk_drivers() -> None:
-    """Build each adapter whose inputs changed. A failed build is reported, not fatal:
-    that SDK's cells become *error* cells saying why, and the other SDKs still run."""
-    for manifest in manifests.discover():
-        if not manifest.build:
-            continue
-        shared = paths.ADAPTERS / "_shared" / manifest.language
-        digest = _tree_digest(manifest.folder, *([shared] if shared.is_dir() else []))
-        if _stamp_matches(f"sdk-{manifest.name}", digest):
-            continue
-        _say(f"building {manifest.name}")
-        env = {**os.environ, "GAUNTLET_ROOT": str(paths.ROOT), "GAUNTLET_TOOLS": str(paths.TOOLS)}
-        if "{node22}" in manifest.build:  # npm's lifecycle scripts then find Node 22 as `node`
-            env["PATH"] = f"{paths.NODE22.parent}:{env['PATH']}"
-        result = subprocess.run(manifests.expand(manifest.build, manifest.folder), cwd=manifest.folder, env=env)
-        if result.returncode == 0:
-            _write_stamp(f"sdk-{manifest.name}", digest)
-        else:
-            (STAMPS / f"sdk-{manifest.name}").unlink(missing_ok=True)
-            _say(f"build of {manifest.name} FAILED (exit {result.returncode}); its cells will be errors")
+def builds() -> None:
+    """Each system's installer and each SDK's driver, as their folders declare. A failed
+    build is reported, not fatal: those cells become *error* cells saying why."""
+    loaded = catalog.load()
+    for broken in loaded.broken:
+        _say(f"skipping {broken.sdk or broken.system}: {broken.message}")
+    for system in loaded.systems:
+        if system.installer.build and not _build(
+            f"installer-{system.name}", system.installer.build, system.installer.folder, [system.installer.folder]
+        ):
+            _say(f"installer build of {system.name} FAILED; its cells will be errors")
+        for sdk in system.sdks:
+            shared = paths.ADAPTERS / "_shared" / sdk.language
+            inputs = [sdk.folder, *([shared] if shared.is_dir() else [])]
+            if sdk.build and not _build(f"sdk-{sdk.name}", sdk.build, sdk.folder, inputs):
+                _say(f"build of {sdk.name} FAILED; its cells will be errors")
 
 
 STEPS: list[tuple[str, Callable[[], None]]] = [
@@ -189,8 +179,7 @@ STEPS: list[tuple[str, Callable[[], None]]] = [
     ("python virtualenv", python_venv),
     ("go tools (toxiproxy server, go-junit-report, actionlint)", go_tools),
     ("node 22 runtime", node22),
-    ("schema installers", schema_installers),
-    ("sdk drivers", sdk_drivers),
+    ("schema installers and sdk drivers", builds),
 ]
 
 

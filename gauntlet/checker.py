@@ -1,8 +1,9 @@
 """The checker (Jepsen's role): judges a recorded history, never the driver's word.
 
 A history holds every enqueue invocation with its three-valued outcome (ok, fail,
-indeterminate) and every execution line the workers appended. Pure functions, no I/O
-beyond reading a history file, so each anomaly is unit-tested on hand-made histories.
+indeterminate) and every execution line the workers appended. Each property is a named pure
+function of the history (and, for `stats_mismatch`, of one reading of the system's counts),
+so each anomaly is unit-tested on hand-made histories; `check` runs them all.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class Enqueued:
     delay_ms: int = 0
     max_attempts: int | None = None
     fail_times: int = 0
+    # Wall time the harness read this job's acknowledgement line. The SDK had the spec (and had
+    # fixed a delayed job's time) before it answered, so this is the reference a delay is
+    # measured from; None when the acknowledgement was not timed.
+    acked_at: float | None = None
 
 
 @dataclass
@@ -104,13 +109,15 @@ class Report:
     malformed: int
     latency_s: dict[str, float | None]
     notes: list[str] = field(default_factory=list)  # context a scenario attaches (e.g. worker errors)
+    late_delays: dict[str, float] = field(default_factory=dict)
+    stats_mismatches: list[str] = field(default_factory=list)  # readings taken while jobs were pending
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("notes")
-        for key in ("lost", "unexpected", "overlaps"):
+        for key in ("lost", "unexpected", "overlaps", "stats_mismatches"):
             data[key] = len(data[key])
-        for key in ("duplicated", "attempt_violations", "backoff_violations", "delay_violations"):
+        for key in ("duplicated", "attempt_violations", "backoff_violations", "delay_violations", "late_delays"):
             data[key] = len(data[key])
         return data
 
@@ -123,6 +130,56 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[rank]
 
 
+# --- the properties, each a pure function -------------------------------------------------
+
+Runs = Mapping[str, list[Execution]]
+
+
+def runs_by_job(history: History) -> dict[str, list[Execution]]:
+    """Each job's executions in the order they started."""
+    runs: dict[str, list[Execution]] = defaultdict(list)
+    for run in history.executions:
+        runs[run.id].append(run)
+    for job_runs in runs.values():
+        job_runs.sort(key=lambda r: (r.start, r.attempt))
+    return dict(runs)
+
+
+def acknowledged(history: History) -> dict[str, Enqueued]:
+    return {i: e for i, e in history.enqueued.items() if e.outcome == "ok"}
+
+
+def succeeded_ids(runs: Runs) -> set[str]:
+    return {i for i, job_runs in runs.items() if any(r.outcome == "ok" for r in job_runs)}
+
+
+def lost(history: History, runs: Runs) -> list[str]:
+    """Acknowledged, never succeeded."""
+    done = succeeded_ids(runs)
+    return sorted(i for i in acknowledged(history) if i not in done)
+
+
+def unexpected(history: History, runs: Runs) -> list[str]:
+    """Executed, but never enqueued or enqueued with outcome fail (e.g. in a rolled-back transaction)."""
+    return sorted(i for i in runs if i not in history.enqueued or history.enqueued[i].outcome == "fail")
+
+
+def duplicated(runs: Runs) -> dict[str, int]:
+    """More than one successful execution of one job."""
+    return {i: n for i, job_runs in runs.items() if (n := sum(1 for r in job_runs if r.outcome == "ok")) > 1}
+
+
+def overlaps(runs: Runs) -> list[tuple[str, int, int]]:
+    """Two executions of one job at the same time (a crashed one counts until its start)."""
+    found = []
+    for i, job_runs in runs.items():
+        for a, b in pairwise(job_runs):
+            a_end = a.end if a.end is not None else a.start
+            if b.start < a_end:
+                found.append((i, a.attempt, b.attempt))
+    return found
+
+
 def _inversions(order: list[str], expected_key: Mapping[str, tuple[Any, ...]]) -> int:
     """Pairs that started in the opposite order to the expected one."""
     count = 0
@@ -133,6 +190,132 @@ def _inversions(order: list[str], expected_key: Mapping[str, tuple[Any, ...]]) -
     return count
 
 
+def order_inversions(history: History, runs: Runs, order: str) -> int:
+    """Pairs of acknowledged jobs whose first starts are out of FIFO or priority order."""
+    acked = acknowledged(history)
+    first_starts = sorted((job_runs[0].start, i) for i, job_runs in runs.items() if i in acked)
+    started = [i for _, i in first_starts]
+    key: dict[str, tuple[int, ...]]
+    if order == "fifo":
+        key = {i: (acked[i].index,) for i in started}
+    else:
+        key = {i: (-acked[i].priority, acked[i].index) for i in started}
+    return _inversions(started, key)
+
+
+def attempt_violations(history: History, runs: Runs) -> dict[str, str]:
+    """Jobs not tried exactly min(fail_times + 1, max_attempts) times."""
+    found = {}
+    for i, item in acknowledged(history).items():
+        n = len(runs.get(i, []))
+        cap = item.max_attempts or 1
+        expected = min(item.fail_times + 1, cap)
+        if n != expected:
+            found[i] = f"{n} executions, expected {expected} (fail_times {item.fail_times}, max {cap})"
+    return found
+
+
+def backoff_violations(history: History, runs: Runs, min_gap_s: float) -> dict[str, float]:
+    """Retries that began sooner than `min_gap_s` after the failed attempt before them ended
+    (the shortest gap the retry policy allows): the shortest such gap per job, in seconds."""
+    found: dict[str, float] = {}
+    if min_gap_s <= 0:
+        return found
+    for i in acknowledged(history):
+        for a, b in pairwise(runs.get(i, [])):
+            if a.outcome == "ok":
+                continue  # a run after a success is a duplicate, not a retry
+            gap = b.start - (a.end if a.end is not None else a.start)
+            if gap < min_gap_s:
+                found[i] = round(min(gap, found.get(i, gap)), 3)
+    return found
+
+
+def delay_reference(item: Enqueued) -> float:
+    """The moment a delay counts from: when the acknowledgement arrived (the SDK had fixed the
+    job's time by then), else when the enqueue call was made (earlier still, so never unfair)."""
+    return item.acked_at if item.acked_at is not None else item.sent_at
+
+
+def delay_violations(history: History, runs: Runs, tolerance_s: float = 0.0) -> dict[str, float]:
+    """Delayed jobs whose first start came before their time by more than `tolerance_s`
+    (the harness's own slack in timing the acknowledgement): seconds early."""
+    found = {}
+    for i, item in acknowledged(history).items():
+        job_runs = runs.get(i)
+        if not item.delay_ms or not job_runs:
+            continue
+        early = delay_reference(item) + item.delay_ms / 1000 - job_runs[0].start
+        if early > tolerance_s:
+            found[i] = round(early, 3)
+    return found
+
+
+def late_delays(history: History, runs: Runs, bound_s: float) -> dict[str, float]:
+    """Delayed jobs that started more than `bound_s` after their time: seconds late. Only jobs
+    whose acknowledgement was timed count: from the enqueue call, a driver's start-up would
+    look like lateness."""
+    found = {}
+    for i, item in acknowledged(history).items():
+        job_runs = runs.get(i)
+        if not item.delay_ms or not job_runs or item.acked_at is None:
+            continue
+        late = job_runs[0].start - (item.acked_at + item.delay_ms / 1000)
+        if late > bound_s:
+            found[i] = round(late, 3)
+    return found
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the history says the system must hold at the moment it was read."""
+
+    pending: int  # acknowledged, neither succeeded nor out of attempts: queued or running
+    maybe_pending: int  # indeterminate enqueues not (yet) run: may or may not be stored
+    succeeded: int  # acknowledged jobs with a successful execution
+    exhausted: int  # acknowledged jobs that failed max_attempts times: dead or failed
+
+
+def expected_counts(history: History) -> Expected:
+    runs = runs_by_job(history)
+    done = succeeded_ids(runs)
+    exhausted = {
+        i
+        for i, item in acknowledged(history).items()
+        if i not in done
+        and item.max_attempts is not None
+        and sum(1 for r in runs.get(i, []) if r.outcome == "fail") >= item.max_attempts
+    }
+    acked = set(acknowledged(history))
+    maybe = {i for i, e in history.enqueued.items() if e.outcome == "indeterminate"} - done
+    return Expected(len(acked - done - exhausted), len(maybe), len(acked & done), len(exhausted))
+
+
+def stats_mismatch(history: History, stats: Mapping[str, int | None]) -> list[str]:
+    """The system's counts (its stats query) against the history read at the same moment:
+    queued + running must be acknowledged − succeeded − dead (the jobs still to run), and
+    dead + failed, where the system keeps them, the jobs out of attempts. A count the system
+    does not keep (None) is not judged; nor is `succeeded`, which some systems can only
+    estimate (PGMQ's comes from a sequence that rolled-back sends advance too). Empty when
+    they agree."""
+    want = expected_counts(history)
+    found = []
+    queued, running = stats.get("queued"), stats.get("running")
+    if queued is not None or running is not None:
+        pending = (queued or 0) + (running or 0)
+        if not want.pending <= pending <= want.pending + want.maybe_pending:
+            maybe = f" + up to {want.maybe_pending} indeterminate" if want.maybe_pending else ""
+            found.append(
+                f"queued {queued} + running {running} = {pending}, but the history has {want.pending}{maybe}"
+                f" pending ({len(acknowledged(history))} acknowledged − {want.succeeded} succeeded"
+                f" − {want.exhausted} out of attempts)"
+            )
+    dead, failed = stats.get("dead"), stats.get("failed")
+    if (dead is not None or failed is not None) and (dead or 0) + (failed or 0) != want.exhausted:
+        found.append(f"dead {dead} + failed {failed}, but {want.exhausted} jobs are out of attempts")
+    return found
+
+
 def check(
     history: History,
     *,
@@ -140,81 +323,31 @@ def check(
     retries: bool = False,
     min_backoff_s: float = 0.0,
     delay_tolerance_s: float = 0.0,
+    delay_late_s: float | None = None,  # None: lateness not judged
 ) -> Report:
-    runs_by_id: dict[str, list[Execution]] = defaultdict(list)
-    for run in history.executions:
-        runs_by_id[run.id].append(run)
-    for runs in runs_by_id.values():
-        runs.sort(key=lambda r: (r.start, r.attempt))
-
-    acked = {i: e for i, e in history.enqueued.items() if e.outcome == "ok"}
-    succeeded = {i for i, runs in runs_by_id.items() if any(r.outcome == "ok" for r in runs)}
-    lost = sorted(i for i in acked if i not in succeeded)
-    unexpected = sorted(i for i in runs_by_id if i not in history.enqueued or history.enqueued[i].outcome == "fail")
-    duplicated = {i: n for i, runs in runs_by_id.items() if (n := sum(1 for r in runs if r.outcome == "ok")) > 1}
-
-    overlaps = []
-    for i, runs in runs_by_id.items():
-        for a, b in pairwise(runs):
-            a_end = a.end if a.end is not None else a.start
-            if b.start < a_end:
-                overlaps.append((i, a.attempt, b.attempt))
-
-    inversions = 0
-    if order in ("fifo", "priority"):
-        first_starts = sorted((runs[0].start, i) for i, runs in runs_by_id.items() if i in acked)
-        started = [i for _, i in first_starts]
-        key: dict[str, tuple[int, ...]]
-        if order == "fifo":
-            key = {i: (acked[i].index,) for i in started}
-        else:
-            key = {i: (-acked[i].priority, acked[i].index) for i in started}
-        inversions = _inversions(started, key)
-
-    attempt_violations: dict[str, str] = {}
-    backoff_violations: dict[str, float] = {}
-    if retries:
-        for i, item in acked.items():
-            runs = runs_by_id.get(i, [])
-            cap = item.max_attempts or 1
-            expected = min(item.fail_times + 1, cap)
-            if len(runs) != expected:
-                attempt_violations[i] = (
-                    f"{len(runs)} executions, expected {expected} (fail_times {item.fail_times}, max {cap})"
-                )
-            for a, b in pairwise(runs):
-                gap = b.start - (a.end if a.end is not None else a.start)
-                if gap < min_backoff_s:
-                    backoff_violations[i] = round(gap, 3)
-
-    delay_violations = {}
+    runs = runs_by_job(history)
+    acked = acknowledged(history)
     latencies = []
     for i, item in acked.items():
-        first = runs_by_id.get(i)
-        if not first:
-            continue
-        early = item.sent_at + item.delay_ms / 1000 - first[0].start
-        if item.delay_ms and early > delay_tolerance_s:
-            delay_violations[i] = round(early, 3)
-        latencies.append(max(0.0, first[0].start - item.sent_at - item.delay_ms / 1000))
-
+        if runs.get(i):
+            latencies.append(max(0.0, runs[i][0].start - item.sent_at - item.delay_ms / 1000))
     stuck = None
     if history.stats is not None:
         stuck = int(history.stats.get("queued") or 0) + int(history.stats.get("running") or 0)
-
     return Report(
         acknowledged=len(acked),
-        succeeded=len(succeeded & set(acked)),
+        succeeded=len(succeeded_ids(runs) & set(acked)),
         executions=len(history.executions),
-        lost=lost,
-        unexpected=unexpected,
-        duplicated=duplicated,
-        overlaps=overlaps,
-        order_inversions=inversions,
-        attempt_violations=attempt_violations,
-        backoff_violations=backoff_violations,
-        delay_violations=delay_violations,
+        lost=lost(history, runs),
+        unexpected=unexpected(history, runs),
+        duplicated=duplicated(runs),
+        overlaps=overlaps(runs),
+        order_inversions=order_inversions(history, runs, order) if order in ("fifo", "priority") else 0,
+        attempt_violations=attempt_violations(history, runs) if retries else {},
+        backoff_violations=backoff_violations(history, runs, min_backoff_s) if retries else {},
+        delay_violations=delay_violations(history, runs, delay_tolerance_s),
         stuck=stuck,
         malformed=len(history.malformed),
         latency_s={f"p{q}": percentile(latencies, q) for q in (50, 95, 99)},
+        late_delays=late_delays(history, runs, delay_late_s) if delay_late_s is not None else {},
     )

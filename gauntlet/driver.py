@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gauntlet import manifests
-from gauntlet.manifests import Manifest
+import psycopg
+from psycopg import sql
+
+from gauntlet import catalog
+from gauntlet.catalog import Sdk
 from gauntlet.pg import as_url
 from gauntlet.supervise import Helper, HelperError, Supervisor
 
@@ -72,7 +75,7 @@ def _parse_line(sdk: str, command: str, number: int, line: str) -> dict[str, Any
 class Driver:
     """One SDK's driver, bound to a database and a queue."""
 
-    manifest: Manifest
+    sdk: Sdk
     supervisor: Supervisor
     dsn: str
     queue: str = "gauntlet"
@@ -80,7 +83,7 @@ class Driver:
 
     @property
     def name(self) -> str:
-        return self.manifest.name
+        return self.sdk.name
 
     def _config(self, **extra: Any) -> dict[str, Any]:
         return {"protocol": PROTOCOL_VERSION, "dsn": as_url(self.dsn), "queue": self.queue, **self.options, **extra}
@@ -89,9 +92,9 @@ class Driver:
         return {**os.environ, "GAUNTLET_CONFIG": json.dumps(config)}
 
     def _argv(self, command: str) -> list[str]:
-        if not self.manifest.driver:
+        if not self.sdk.driver:
             raise DriverError(f"{self.name}: manifest has no driver command")
-        return [*manifests.expand(self.manifest.driver, self.manifest.folder), command]
+        return [*catalog.expand(self.sdk.driver, self.sdk.folder), command]
 
     def _run(
         self, command: str, stdin: bytes | None = None, bound_s: float | None = None, **extra: Any
@@ -104,7 +107,7 @@ class Driver:
                 timeout=bound_s,
                 input=stdin,
                 env=self._env(self._config(**extra)),
-                cwd=self.manifest.folder,
+                cwd=self.sdk.folder,
             )
         except HelperError as exc:
             raise DriverError(f"{self.name} {command}: {exc}") from exc
@@ -126,7 +129,7 @@ class Driver:
         if len(lines) != 1:
             raise DriverError(f"{self.name} info: expected one line, got {len(lines)}")
         info = lines[0]
-        missing = {"protocol", "sdk", "system", "language", "version", "capabilities"} - set(info)
+        missing = {"protocol", "capabilities"} - set(info)
         if missing or info["protocol"] != PROTOCOL_VERSION or not isinstance(info["capabilities"], list):
             raise DriverError(f"{self.name} info: not a protocol-{PROTOCOL_VERSION} answer: {json.dumps(info)[:300]}")
         return info
@@ -169,16 +172,29 @@ class Driver:
         return EnqueueResult(acks, outcome, error)
 
     def stats(self) -> dict[str, int | None]:
-        lines = self._run("stats")
-        if len(lines) != 1 or not set(STATS_KEYS) <= set(lines[0]):
-            raise DriverError(f"{self.name} stats: expected one line with {STATS_KEYS}, got {json.dumps(lines)[:300]}")
-        return {k: lines[0][k] for k in STATS_KEYS}
+        """Job counts by state, by the system's own `stats` query (system.toml), on this DSN."""
+        query = self.sdk.stats
+        if query is None:
+            raise DriverError(f"{self.name}: its system declares no stats query")
+        names = {k: sql.Identifier(v.format(queue=self.queue)) for k, v in query.identifiers.items()}
+        statement = sql.SQL(query.sql).format(queue=sql.Literal(self.queue), **names)
+        try:
+            with psycopg.connect(self.dsn, connect_timeout=10, autocommit=True) as conn:
+                cursor = conn.execute(statement)
+                row = cursor.fetchone()
+                columns = [c.name for c in cursor.description or []]
+        except psycopg.Error as exc:
+            raise DriverError(f"{self.name} stats: the system's stats query failed: {exc}") from exc
+        if row is None or not set(STATS_KEYS) <= set(columns):
+            raise DriverError(f"{self.name} stats: the query must return one row with {STATS_KEYS}, got {columns}")
+        found = dict(zip(columns, row, strict=True))
+        return {k: None if found[k] is None else int(found[k]) for k in STATS_KEYS}
 
     def start_worker(self, worker: str, history: Path | None, concurrency: int = 1, **extra: Any) -> Worker:
         """history=None: the worker records nothing (the bench's harness-cost baseline)."""
         config = self._config(worker=worker, history=str(history) if history else "", concurrency=concurrency, **extra)
         helper = self.supervisor.spawn(
-            f"{self.name}-work-{worker}", self._argv("work"), env=self._env(config), cwd=self.manifest.folder
+            f"{self.name}-work-{worker}", self._argv("work"), env=self._env(config), cwd=self.sdk.folder
         )
         return Worker(worker, helper)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "reports" / "out"
+# Every output of a run; the harness's own test session points it at a temporary folder.
+OUT = Path(os.environ.get("GAUNTLET_OUT", ROOT / "reports" / "out"))
 LOGS = OUT / "logs"
 JUNIT = OUT / "junit"
 VENV = ROOT / ".venv"

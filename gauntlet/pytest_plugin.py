@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 from _pytest.runner import runtestprotocol
 
-from gauntlet import events, lifecycle
+from gauntlet import catalog, events, lifecycle
+from gauntlet.ids import RowId
 from gauntlet.pg import Harness, open_harness
 from gauntlet.supervise import Supervisor
 
@@ -18,6 +19,13 @@ VERDICTS = {"passed": "pass", "failed": "fail", "skipped": "n/a"}
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--rerun-failures", action="store_true", help="re-run a failing case once; a pass then is flaky")
+    parser.addoption(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each selected case N times with the same seed and record every outcome (measures a failure rate)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -26,24 +34,28 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-    """With --rerun-failures, a failing case runs once more (same seed: the seed is per
-    session); a pass on the re-run is reported as passed with a `flaky` property saying
-    how the first run failed, and the report shows it as *flaky*, never as *pass*. A
-    failure that is a recorded finding is not re-run."""
-    if not item.config.getoption("--rerun-failures"):
+    """--repeat N: the case runs N times; it reports its first failure (or its last pass)
+    with `repeat_failed` = "k/N" and every outcome in order, so a finding can state its rate.
+
+    --rerun-failures: a failing case runs once more (same seed: the seed is per session);
+    a pass on the re-run is reported as passed with a `flaky` property saying how the first
+    run failed, and the report shows it as *flaky*, never as *pass*. A failure that is a
+    recorded finding is not re-run."""
+    repeat = int(item.config.getoption("--repeat"))
+    if repeat <= 1 and not item.config.getoption("--rerun-failures"):
         return None
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    reports = runtestprotocol(item, nextitem=nextitem, log=False)
-    failed = next((r for r in reports if r.failed), None)
-    if failed is not None and not _a_known_finding(item, failed):
-        retry = runtestprotocol(item, nextitem=nextitem, log=False)
-        if not any(r.failed for r in retry):
-            first = str(failed.longrepr).splitlines()[-1][:300] if failed.longrepr else ""
-            note = f"failed, then passed on re-run: {first}"
-            for report in retry:
-                report.user_properties.append(("flaky", note))
-            reports = retry
-        else:
+    if repeat > 1:
+        reports = _repeated(item, nextitem, repeat)
+    else:
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        failed = next((r for r in reports if r.failed), None)
+        if failed is not None and not _a_known_finding(item, failed):
+            retry = runtestprotocol(item, nextitem=nextitem, log=False)
+            if not any(r.failed for r in retry):
+                first = str(failed.longrepr).splitlines()[-1][:300] if failed.longrepr else ""
+                for report in retry:
+                    report.user_properties.append(("flaky", f"failed, then passed on re-run: {first}"))
             reports = retry
     for report in reports:
         item.ihook.pytest_runtest_logreport(report=report)
@@ -51,15 +63,25 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return True
 
 
-def _a_known_finding(item: pytest.Item, report: pytest.TestReport) -> bool:
-    """A case that fails as reports/expectations.toml says it does is not re-run: a second run
-    proves nothing and costs the scenario's bound again."""
-    from reports.build import load_findings  # the main job's sessions only; the report owns the findings
-    from reports.matrix import expected_failure, row_id
+def _repeated(item: pytest.Item, nextitem: pytest.Item | None, times: int) -> list[pytest.TestReport]:
+    runs = [runtestprotocol(item, nextitem=nextitem, log=False) for _ in range(times)]
+    outcomes = ["fail" if any(r.failed for r in run) else "pass" for run in runs]
+    chosen = next((run for run, outcome in zip(runs, outcomes, strict=True) if outcome == "fail"), runs[-1])
+    for report in chosen:
+        report.user_properties.append(("repeat_failed", f"{outcomes.count('fail')}/{times}"))
+        report.user_properties.append(("repeat_outcomes", ",".join(outcomes)))
+    return chosen
 
+
+def _a_known_finding(item: pytest.Item, report: pytest.TestReport) -> bool:
+    """A case that fails as one of its system's findings says it does is not re-run: a
+    second run proves nothing and costs the scenario's bound again."""
     props = {key: str(value) for key, value in report.user_properties}
-    row = row_id(props.get("suite", ""), item.name, props.get("worker_sdk", ""))
-    return expected_failure(load_findings(), row, props.get("sdk", ""))
+    suite, sdk = props.get("suite", ""), props.get("sdk", "")
+    row = RowId.interop(props["worker_sdk"]) if suite == "interop" else RowId(suite, item.name)
+    system = props.get("system", "")
+    findings = catalog.load().findings()
+    return any(f.expects_verdict and f.verdict == "fail" and f.covers(str(row), sdk, system) for f in findings)
 
 
 @pytest.fixture(scope="session")

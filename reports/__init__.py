@@ -1,1 +1,1 @@
-"""Report side of Gauntlet: JUnit normalisation and merge, the matrix, expectations."""
+"""Report side of Gauntlet: JUnit normalisation and merge, the matrix, findings."""

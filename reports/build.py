@@ -1,9 +1,11 @@
 """The report session: a short pipeline of named steps over plain data.
 
-load (every reports/out/junit/*.xml) -> merge (merged.xml; counts in = counts out) -> matrix
--> expectations (known findings, deviations) -> baseline -> render (matrix.json, matrix.md,
-index.html) -> screenshot (headless Chromium, when installed). Exits non-zero when a verdict
-deviates from reports/expectations.toml.
+catalog -> load (every reports/out/junit/*.xml) -> merge (merged.xml; counts in = counts out)
+-> place (cases into cells, or into other results) -> findings (known cells, deviations) ->
+missing (the cells this run's sessions should have made: "not run") -> orphaned findings ->
+broken catalog entries -> baseline -> render (matrix.json, matrix.md, index.html) -> screenshot
+(headless Chromium, when installed). Exits non-zero on any deviation: a verdict no finding
+explains, a finding no cell matches, a cell that did not run, a result no column can hold.
 """
 
 from __future__ import annotations
@@ -14,40 +16,31 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
-from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
 from junitparser import Error, Failure, Skipped
 from junitparser.xunit2 import FlakyFailure, JUnitXml, TestCase, TestSuite
 
-from gauntlet import manifests, paths
+from gauntlet import catalog, paths
+from gauntlet.ids import RowId, SessionId
 from reports import junit, matrix, render
 
-EXPECTATIONS = paths.ROOT / "reports" / "expectations.toml"
+SQL_TESTS = paths.ROOT / "sql_tests"
+COLLECT_BOUND_S = 120.0
+COLLECTORS = 4  # collections run side by side; each is a short pytest process
 
 
-def load_findings(path: Path = EXPECTATIONS) -> list[matrix.Finding]:
-    data = tomllib.loads(path.read_text()) if path.exists() else {}
-    findings = []
-    for n, item in enumerate(data.get("finding", []), 1):
-        missing = {"rows", "sdk", "verdict", "reason"} - set(item)
-        if missing or not isinstance(item["rows"], list):
-            raise SystemExit(f"{path}: finding {n} lacks {sorted(missing) or 'a list of rows'}")
-        findings.append(
-            matrix.Finding(
-                item["rows"],
-                item["sdk"],
-                item["verdict"],
-                item["reason"],
-                item.get("upstream", ""),
-                bool(item.get("intermittent", False)),
-            )
-        )
-    return findings
+class CollectError(Exception):
+    """The rows a session should make could not be listed."""
+
+
+RowSource = Callable[[SessionId], list[RowId]]
 
 
 def merge(cases: list[junit.Case], out: Path) -> int:
@@ -76,19 +69,54 @@ def merge(cases: list[junit.Case], out: Path) -> int:
     return sum(len(list(s)) for s in suites.values())
 
 
-def session_logs() -> dict[str, str]:
-    """`<suite>:<sdk or system>` -> the session log a cell links to (relative to reports/out)."""
+def session_logs(out: Path, sessions: list[SessionId]) -> dict[SessionId, str]:
+    """Each session's log (out/logs/<log_stem>.log) that exists, relative to `out`: what its cells link to."""
     logs = {}
-    for path in paths.LOGS.glob("session-*.log"):
-        stem = path.stem.removeprefix("session-")  # e.g. e2e_sdk_pgmq-py_, sql_system_river_
-        for kind, key in (("e2e", "sdk"), ("chaos", "sdk"), ("sql", "system"), ("bench", "sdk")):
-            prefix = f"{kind}_{key}_"
-            if stem.startswith(prefix):
-                target = stem.removeprefix(prefix).strip("_")
-                logs[f"{kind}:{target}"] = str(path.relative_to(paths.OUT))
-                if kind == "e2e":
-                    logs[f"interop:{target}"] = str(path.relative_to(paths.OUT))
+    for session in [*sessions, SessionId("bench")]:
+        path = out / "logs" / f"{session.log_stem}.log"
+        if path.exists():
+            logs[session] = str(path.relative_to(out))
     return logs
+
+
+def sessions_in_run(candidates: list[SessionId], junit_dir: Path, sessions_json: Path) -> list[SessionId]:
+    """The sessions that were part of this run: they wrote their JUnit file, or the main job
+    lists them in sessions.json (a session that wrote nothing was still asked for)."""
+    recorded = json.loads(sessions_json.read_text()) if sessions_json.exists() else {}
+    listed = {str(s.get("session")) for s in recorded.get("sessions", [])} if isinstance(recorded, dict) else set()
+    return [s for s in candidates if (s.junit_file and (junit_dir / s.junit_file).exists()) or s.nox_name in listed]
+
+
+def collect_rows(session: SessionId) -> list[RowId]:
+    """The rows a session should make: its system's pgTAP files, or its pytest catalog as
+    collected for its SDK (no database needed)."""
+    if session.kind == "sql":
+        files = (SQL_TESTS / session.target).rglob("*.sql")
+        return sorted(RowId("sql", f"{session.target}/{path.stem}") for path in files)
+    argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    argv += [session.kind, f"--sdk={session.target}"]
+    try:
+        run = subprocess.run(argv, cwd=paths.ROOT, capture_output=True, text=True, timeout=COLLECT_BOUND_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise CollectError(f"pytest --collect-only took longer than {COLLECT_BOUND_S:.0f}s") from exc
+    if run.returncode not in (0, 5):  # 5: nothing collected
+        last = (run.stdout + run.stderr).strip().splitlines()[-1:] or [""]
+        raise CollectError(
+            f"pytest --collect-only {session.kind} --sdk={session.target} exited {run.returncode}: {last[0]}"
+        )
+    nodes = takewhile(bool, run.stdout.splitlines())  # node ids, then a blank line and the summary
+    return [matrix.row_of_node(session.kind, node) for node in nodes if "::" in node]
+
+
+def expected(sessions: list[SessionId], source: RowSource) -> dict[SessionId, matrix.Expected]:
+    def one(session: SessionId) -> matrix.Expected:
+        try:
+            return matrix.Expected(source(session))
+        except CollectError as exc:
+            return matrix.Expected([], str(exc))
+
+    with ThreadPoolExecutor(max_workers=COLLECTORS) as pool:
+        return dict(zip(sessions, pool.map(one, sessions), strict=True))
 
 
 def run_facts(seed: str | None) -> dict[str, Any]:
@@ -134,21 +162,35 @@ def screenshot(html_path: Path) -> Path | None:
     return png if png.exists() else None
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, rows: RowSource = collect_rows) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--junit", type=Path, default=paths.JUNIT)
     parser.add_argument("--out", type=Path, default=paths.OUT)
     parser.add_argument("--baseline", type=Path, help="an earlier matrix.json: mark the cells that changed")
     args = parser.parse_args(argv)
 
+    loaded = catalog.load()
     cases = junit.load_all(args.junit)
     merged_count = merge(cases, args.out / "merged.xml")
-    columns = matrix.columns_for(manifests.discover(), cases)
-    rows, cells = matrix.build(cases, columns, session_logs())
-    deviations = matrix.apply_expectations(cells, load_findings())
+    columns = matrix.columns_for(loaded)
+    sessions = matrix.sessions_of(columns)
+    logs = session_logs(args.out, sessions)
+    cells, other = matrix.place(cases, columns, logs)
+    known = matrix.Known.of(loaded.findings(), columns)
+    deviations = matrix.apply_findings(cells, known)
+    ran = sessions_in_run(sessions, args.junit, args.out / "sessions.json")
+    missing = matrix.missing_cells(expected(ran, rows), cells, columns, logs)
+    deviations += [matrix.Deviation.of("missing", c, c.message) for c in missing]
+    cells += missing
+    deviations += matrix.orphaned(known, cells)
+    broken = matrix.catalog_cells(columns)
+    deviations += [matrix.Deviation.of("broken catalog entry", c, c.message) for c in broken]
+    cells += broken
+    deviations += matrix.unplaced(other)
     changed = matrix.apply_baseline(cells, json.loads(args.baseline.read_text())) if args.baseline else 0
+
     seeds = sorted({c.properties.get("seed", "") for c in cases if c.properties.get("seed")})
-    data = matrix.as_json(run_facts(",".join(seeds)), columns, rows, cells)
+    data = matrix.as_json(run_facts(",".join(seeds)), loaded.systems, columns, cells, other, known)
     (args.out / "matrix.json").write_text(json.dumps(data, indent=2))
     dev_data = [asdict(d) for d in deviations]
     (args.out / "matrix.md").write_text(render.markdown(data, dev_data))
@@ -158,15 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     html_path.write_text(render.dashboard(data, dev_data, bench))
     png = screenshot(html_path)
 
-    overall = Counter(c.verdict for c in cells)
     files = len(list(args.junit.glob("*.xml")))
     print(f"merged {merged_count} test cases from {files} files into {args.out / 'merged.xml'}")
     for d in deviations:
-        print(f"deviation ({d.kind}): {d.row} × {d.sdk} is {d.verdict} — {d.detail}")
+        print(f"deviation ({d.kind}): {d.row} × {d.sdk} is {d.verdict or '-'} — {d.detail}")
     if changed:
         print(f"{changed} cells changed since the baseline")
     print(f"dashboard: {html_path}" + (f" (screenshot {png})" if png else ""))
-    print(f"cells: {render.summary_line(overall)}; {len(deviations)} deviation(s) from the expectations")
+    print(f"cells: {render.summary_line(render.totals(data)[2])}; {len(deviations)} deviation(s)")
     return 1 if deviations else 0
 
 

@@ -10,7 +10,8 @@ Producers seen in the wild, and what is done about each (counts are never lowere
   dropped (they are not tests), suite-level <error>s (plan problems) turned into cases;
 - flaky/rerun elements (Surefire's <flakyFailure>/<rerunFailure>, our own `flaky`
   property): a pass after a failure is *flaky*, never *pass*;
-- a file that is not JUnit at all: one *error* case naming the file, and the others go on.
+- a file that is not JUnit at all: one *error* case naming the file (`unreadable`), and the
+  others go on; the matrix shows it in the column its file name belongs to.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Case:
     text: str = ""
     duration_s: float | None = None
     properties: dict[str, str] = field(default_factory=dict)
+    unreadable: bool = False  # stands for a whole file that could not be read
 
     def key(self) -> tuple[str, str, str]:
         return (self.file, self.suite, self.name)
@@ -107,14 +109,19 @@ def _walk(element: ET.Element, file: str, path: list[str], props: dict[str, str]
                 out.append(case)
 
 
+def _unreadable(path: Path, what: str, why: str) -> Case:
+    message = f"{path.name} is {what}: {why}"
+    return Case(path.name, path.stem, f"{path.name}: {what}", "", "error", message, unreadable=True)
+
+
 def load(path: Path) -> list[Case]:
     """Every case in one JUnit file; an unreadable file becomes one error case."""
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as exc:
-        return [Case(path.name, path.stem, f"{path.name}: unreadable JUnit", "", "error", str(exc))]
+        return [_unreadable(path, "unreadable JUnit", str(exc))]
     if root.tag not in ("testsuites", "testsuite"):
-        return [Case(path.name, path.stem, f"{path.name}: not JUnit", "", "error", f"root element <{root.tag}>")]
+        return [_unreadable(path, "not JUnit", f"root element <{root.tag}>")]
     cases: list[Case] = []
     wrapper = ET.Element("testsuites")
     if root.tag == "testsuite":

@@ -1,17 +1,35 @@
-"""Cases -> the scenario × SDK matrix (plain data: the shape of matrix.json)."""
+"""Cases and the catalog -> the scenario × SDK matrix (plain data: the shape of matrix.json).
+
+Nothing goes missing: a case no column can hold is an *other result*; a cell that a session
+of this run should have made and did not is an error cell; a catalog entry that could not be
+used is an error column.
+"""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gauntlet.manifests import Manifest
+from gauntlet.catalog import Catalog, Finding, Setting, System, wildcard
+from gauntlet.ids import CellId, RowId, SessionId
 from reports.junit import Case
 
-SUITES = ("sql", "e2e", "interop", "chaos", "bench")
+# The harness's own rows come first and have suites of their own, so no finding's pattern
+# (e2e/*, chaos/*) can match them: a broken catalog entry, a session whose cells could not be
+# listed, a session's JUnit file that could not be read.
+SUITES = ("catalog", "collect", "junit", "sql", "e2e", "interop", "chaos", "bench")
+TITLES = {
+    "catalog": "the column's system.toml and manifest.toml",
+    "collect": "listing the cells the session should make",
+    "junit": "the session's JUnit file",
+    "interop": "jobs enqueued by the column's SDK, worked by the row's",
+}
 SEVERITY = {"error": 5, "fail": 4, "flaky": 3, "pass": 2, "known": 1, "n/a": 0}
+TOPOLOGY = {"chaos": "toxiproxy"}  # as e2e/fixtures.py records it; every other suite runs direct
+SESSION_KIND = {"interop": "e2e"}  # the session kind that makes a suite's cells, where they differ
+NOT_RUN = "not run"
+CATALOG_ROW = RowId("catalog", "load")
 
 
 @dataclass
@@ -20,61 +38,133 @@ class Column:
     system: str
     language: str
     version: str
-
-
-@dataclass
-class Row:
-    id: str
-    suite: str
-    title: str
+    tuning: list[Setting] = field(default_factory=list)
+    error: str = ""  # a catalog entry that could not be used: the column is an error column
 
 
 @dataclass
 class Cell:
-    row: str
-    sdk: str
+    id: CellId
     verdict: str
     duration_s: float | None
     message: str
     properties: dict[str, Any] = field(default_factory=dict)
     log: str = ""
-    expected: str = ""  # the known finding's reason, for `known` cells
+    finding: str = ""  # key of the finding that concerns this cell (see finding_key)
     changed_from: str = ""  # verdict in the baseline run, when it differs
 
 
-def columns_for(manifests: list[Manifest], cases: list[Case]) -> list[Column]:
-    """One column per SDK; a system with SQL results but no SDK yet gets a column of its own."""
-    columns = [Column(m.name, m.system, m.language, m.version) for m in manifests]
-    covered = {m.system for m in manifests}
-    for system in sorted({c.properties.get("system", "") for c in cases if c.properties.get("suite") == "sql"}):
-        if system and system not in covered:
-            columns.append(Column(system, system, "sql", ""))
+@dataclass
+class Other:
+    """A result no column can hold: a foreign producer's case, or a file nobody can place."""
+
+    file: str
+    suite: str
+    name: str
+    verdict: str
+    message: str
+    duration_s: float | None
+
+
+@dataclass
+class Expected:
+    """The rows a session should make, or why they could not be listed."""
+
+    rows: list[RowId]
+    error: str = ""
+
+
+@dataclass
+class Deviation:
+    kind: str  # regression, stale, unexpected verdict, missing, broken catalog entry, unplaced, orphaned finding
+    row: str
+    sdk: str
+    verdict: str
+    detail: str
+
+    @classmethod
+    def of(cls, kind: str, cell: Cell, detail: str) -> Deviation:
+        return cls(kind, str(cell.id.row), cell.id.sdk, cell.verdict, detail[:300])
+
+
+def columns_for(loaded: Catalog) -> list[Column]:
+    """One column per SDK and per broken entry; a system without SDKs has one for its SQL rows."""
+    columns = [Column(s.name, s.system, s.language, s.version, list(s.tuning)) for s in loaded.sdks()]
+    columns += [Column(s.name, s.name, "sql", "") for s in loaded.systems if not s.sdks]
+    columns += [Column(b.sdk or b.system, b.system, "", "", error=b.message) for b in loaded.broken]
     return sorted(columns, key=lambda c: (c.system, c.language == "sql", c.name))
 
 
-def _row_of(case: Case) -> Row | None:
+def sessions_of(columns: list[Column]) -> list[SessionId]:
+    """The matrix sessions the valid columns can have: sql per system, e2e and chaos per SDK."""
+    valid = [c for c in columns if not c.error]
+    systems = sorted({c.system for c in valid})
+    sdks = [c.name for c in valid if c.language != "sql"]
+    return [SessionId("sql", s) for s in systems] + [SessionId(k, s) for k in ("e2e", "chaos") for s in sdks]
+
+
+def columns_of(session: SessionId, columns: list[Column]) -> list[Column]:
+    """The valid columns a session's cells go to: its SDK's, or every column of its system."""
+    key = (lambda c: c.system) if session.kind == "sql" else (lambda c: c.name)
+    return [c for c in columns if not c.error and key(c) == session.target]
+
+
+def session_of(row: RowId, column: Column) -> SessionId:
+    """The session that makes a cell (its log is the cell's log); a junit/collect row names its kind."""
+    kind = row.name if row.suite in ("junit", "collect") else SESSION_KIND.get(row.suite, row.suite)
+    if kind == "bench":
+        return SessionId("bench")
+    return SessionId(kind, column.system if kind == "sql" else column.name)
+
+
+def topology_of(suite: str) -> str:
+    return TOPOLOGY.get(suite, "direct")
+
+
+def row_id(suite: str, case_name: str, worker_sdk: str = "") -> RowId:
+    """The matrix row of a non-SQL case, as findings name it."""
+    return RowId.interop(worker_sdk or case_name) if suite == "interop" else RowId(suite, case_name)
+
+
+def row_of_node(kind: str, nodeid: str) -> RowId:
+    """The row a collected pytest node id makes, as e2e/fixtures.py names its suite:
+    `e2e/test_delivery.py::test_batch_sizes[100]` -> e2e/test_batch_sizes[100],
+    `e2e/test_interop.py::test_interop[river-go]` -> interop/worker=river-go."""
+    name = nodeid.rpartition("::")[2]
+    if name.startswith("test_interop[") and name.endswith("]"):
+        return RowId.interop(name.removeprefix("test_interop[")[:-1])
+    return RowId(kind, name)
+
+
+def _row_of(case: Case) -> RowId | None:
     suite = case.properties.get("suite", "")
-    if suite == "sql":
-        name = case.suite.split(" / ")[-1]  # sql/<system>/<file>
-        return Row(name, "sql", name.split("/", 1)[-1])
-    if suite == "interop":
-        worker = case.properties.get("worker_sdk", case.name)
-        return Row(row_id(suite, case.name, worker), "interop", f"enqueued here, worked by {worker}")
-    if suite in ("e2e", "chaos", "bench"):
-        return Row(row_id(suite, case.name), suite, case.name.removeprefix("test_").replace("_", " "))
+    if suite == "sql":  # pgTAP suites are named sql/<system>/<file>
+        return RowId("sql", case.suite.split(" / ")[-1].removeprefix("sql/"))
+    if suite in ("e2e", "interop", "chaos", "bench"):
+        return row_id(suite, case.name, case.properties.get("worker_sdk", ""))
     return None
 
 
-def row_id(suite: str, case_name: str, worker_sdk: str = "") -> str:
-    """The matrix row of a non-SQL case, as expectations.toml names it."""
-    return f"interop/worker={worker_sdk or case_name}" if suite == "interop" else f"{suite}/{case_name}"
+def title_of(row: RowId) -> str:
+    return TITLES.get(row.suite) or row.name.removeprefix("test_").replace("_", " ")
 
 
-def expected_failure(findings: list[Finding], row: str, sdk: str) -> bool:
-    return any(f.verdict == "fail" and f.covers(row, sdk) for f in findings)
+def _cells_of(case: Case, columns: list[Column], by_file: dict[str, SessionId]) -> list[CellId]:
+    """Where a case goes: its row in its session's columns; nowhere makes it an other result."""
+    placed = _row_of(case)
+    if case.unreadable:  # a session's file, when its name says whose
+        session = by_file.get(case.file, SessionId(""))
+        row, topology = RowId("junit", session.kind), topology_of(session.kind)
+    elif placed is not None:
+        key = "system" if placed.suite == "sql" else "sdk"
+        session = SessionId(SESSION_KIND.get(placed.suite, placed.suite), case.properties.get(key, ""))
+        row, topology = placed, case.properties.get("topology") or topology_of(placed.suite)
+    else:
+        return []
+    return [CellId(row, c.name, topology) for c in columns_of(session, columns)]
 
 
-def _aggregate(row: str, sdk: str, cases: list[Case], log: str) -> Cell:
+def _aggregate(cell: CellId, cases: list[Case], log: str) -> Cell:
     """Several cases in one cell (a pgTAP file's assertions): the worst verdict wins."""
     worst = max(cases, key=lambda c: SEVERITY[c.verdict])
     bad = [c for c in cases if c.verdict in ("fail", "error")]
@@ -93,118 +183,164 @@ def _aggregate(row: str, sdk: str, cases: list[Case], log: str) -> Cell:
             **{k: v for k, v in worst.properties.items() if k in ("system", "suite", "file")},
         }
     )
-    return Cell(row, sdk, worst.verdict, round(sum(durations), 3) if durations else None, message, props, log)
+    return Cell(cell, worst.verdict, round(sum(durations), 3) if durations else None, message, props, log)
 
 
-def build(cases: list[Case], columns: list[Column], logs: dict[str, str]) -> tuple[list[Row], list[Cell]]:
-    rows: dict[str, Row] = {}
-    grouped: dict[tuple[str, str], list[Case]] = defaultdict(list)
-    by_system: dict[str, list[str]] = defaultdict(list)
-    for column in columns:
-        by_system[column.system].append(column.name)
+def place(cases: list[Case], columns: list[Column], logs: dict[SessionId, str]) -> tuple[list[Cell], list[Other]]:
+    """Every case into the cells it belongs to, or into the other results: none is dropped."""
+    by_file = {s.junit_file: s for s in sessions_of(columns) if s.junit_file}
+    by_name = {c.name: c for c in columns}
+    grouped: dict[CellId, list[Case]] = defaultdict(list)
+    other = []
     for case in cases:
-        row = _row_of(case)
-        if row is None:
-            continue
-        rows.setdefault(row.id, row)
-        if row.suite == "sql":
-            for sdk in by_system.get(case.properties.get("system", ""), []):
-                grouped[(row.id, sdk)].append(case)
-        else:
-            grouped[(row.id, case.properties.get("sdk", "?"))].append(case)
-    cells = []
-    for (row_id, sdk), group in grouped.items():
-        suite = rows[row_id].suite
-        log = logs.get(f"{suite}:{group[0].properties.get('system') if suite == 'sql' else sdk}", "")
-        cells.append(_aggregate(row_id, sdk, group, log))
-    order = {s: i for i, s in enumerate(SUITES)}
-    return sorted(rows.values(), key=lambda r: (order.get(r.suite, 99), r.id)), cells
+        targets = _cells_of(case, columns, by_file)
+        for target in targets:
+            grouped[target].append(case)
+        if not targets:
+            other.append(Other(case.file, case.suite, case.name, case.verdict, case.message, case.duration_s))
+    cells = [
+        _aggregate(cell, group, logs.get(session_of(cell.row, by_name[cell.sdk]), ""))
+        for cell, group in grouped.items()
+    ]
+    return cells, other
 
 
-def wildcard(pattern: str, value: str) -> bool:
-    """`*` and `?` are wildcards; everything else (row ids hold `[` `]`) is literal."""
-    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.fullmatch(regex, value) is not None
+def missing_cells(
+    expected: dict[SessionId, Expected], cells: list[Cell], columns: list[Column], logs: dict[SessionId, str]
+) -> list[Cell]:
+    """Each cell a session of this run should have made and did not: an error, "not run"."""
+    have = {c.id for c in cells}
+    out = []
+    for session, rows in expected.items():
+        log = logs.get(session, "")
+        for column in columns_of(session, columns):
+            if rows.error:
+                cell = CellId(RowId("collect", session.kind), column.name, topology_of(session.kind))
+                out.append(Cell(cell, "error", None, f"could not list {session}'s cells: {rows.error}", log=log))
+            for row in rows.rows:
+                cell = CellId(row, column.name, topology_of(row.suite))
+                if cell not in have:
+                    out.append(Cell(cell, "error", None, NOT_RUN, log=log))
+    return out
+
+
+def catalog_cells(columns: list[Column]) -> list[Cell]:
+    """A broken catalog entry's column holds one error cell saying why."""
+    return [Cell(CellId(CATALOG_ROW, c.name), "error", None, c.error) for c in columns if c.error]
+
+
+def finding_key(finding: Finding) -> str:
+    return f"{finding.system}/{finding.id}"
 
 
 @dataclass
-class Finding:
-    rows: list[str]
-    sdk: str
-    verdict: str
-    reason: str
-    upstream: str = ""
-    # Chaos outcomes hang on timing: under another schedule the same fault may miss the weak spot.
-    # An intermittent finding that passes is shown as a pass, not as a stale expectation.
-    intermittent: bool = False
+class Known:
+    """The catalog's findings. A finding's sdk pattern applies within its own system only."""
 
-    def matches(self, cell: Cell) -> bool:
-        return self.covers(cell.row, cell.sdk)
+    findings: list[Finding]
+    system_of: dict[str, str]  # column (SDK) name -> its system
 
-    def covers(self, row: str, sdk: str) -> bool:
-        return any(wildcard(pattern, row) for pattern in self.rows) and wildcard(self.sdk, sdk)
+    @classmethod
+    def of(cls, findings: list[Finding], columns: list[Column]) -> Known:
+        return cls(findings, {c.name: c.system for c in columns})
 
+    def in_scope(self, finding: Finding, sdk: str) -> bool:
+        return finding.speaks_for(sdk, self.system_of.get(sdk, ""))
 
-@dataclass
-class Deviation:
-    kind: str  # regression / stale / unexpected verdict
-    row: str
-    sdk: str
-    verdict: str
-    detail: str
+    def covers(self, finding: Finding, row: RowId, sdk: str) -> bool:
+        return finding.covers(str(row), sdk, self.system_of.get(sdk, ""))
+
+    def finding_for(self, row: RowId, sdk: str) -> Finding | None:
+        return next((f for f in self.findings if f.expects_verdict and self.covers(f, row, sdk)), None)
 
 
-def apply_expectations(cells: list[Cell], findings: list[Finding]) -> list[Deviation]:
+def apply_findings(cells: list[Cell], known: Known) -> list[Deviation]:
     """Mark known findings; list every cell whose verdict differs from what is expected."""
     deviations = []
     for cell in cells:
-        finding = next((f for f in findings if f.matches(cell)), None)
+        finding = known.finding_for(cell.id.row, cell.id.sdk)
         if finding is None:
             if cell.verdict in ("fail", "error"):
-                deviations.append(Deviation("regression", cell.row, cell.sdk, cell.verdict, cell.message[:300]))
+                deviations.append(Deviation.of("regression", cell, cell.message))
             continue
+        cell.finding = finding_key(finding)
         if cell.verdict == finding.verdict or (finding.intermittent and cell.verdict == "flaky"):
-            cell.verdict, cell.expected = "known", finding.reason
-        elif cell.verdict == "pass" and finding.intermittent:
-            cell.expected = f"passed this time; known to fail intermittently: {finding.reason}"
-        elif cell.verdict == "pass":
-            deviations.append(
-                Deviation(
-                    "stale",
-                    cell.row,
-                    cell.sdk,
-                    cell.verdict,
-                    f"expected {finding.verdict} ({finding.reason[:100]}); now passes: update the expectations",
-                )
-            )
-        elif cell.verdict != "n/a":
-            deviations.append(
-                Deviation(
-                    "unexpected verdict",
-                    cell.row,
-                    cell.sdk,
-                    cell.verdict,
-                    f"expected {finding.verdict}: {cell.message[:200]}",
-                )
-            )
+            cell.verdict = "known"
+        elif cell.verdict == "pass" and not finding.intermittent:  # an intermittent one may pass: its rate says so
+            detail = f"expected {finding.verdict} ({cell.finding}); now passes: update the finding"
+            deviations.append(Deviation.of("stale", cell, detail))
+        elif cell.verdict not in ("pass", "n/a"):
+            detail = f"expected {finding.verdict} ({cell.finding}): {cell.message}"
+            deviations.append(Deviation.of("unexpected verdict", cell, detail))
     return deviations
 
 
+def orphaned(known: Known, cells: list[Cell]) -> list[Deviation]:
+    """Findings that match no cell (a renamed row or SDK), judged only where the run had results
+    for one of the finding's SDKs in one of its suites: a run of some sessions judges only those."""
+    deviations = []
+    for finding in known.findings:
+        mine = [c for c in cells if known.in_scope(finding, c.id.sdk)]
+        if any(known.covers(finding, c.id.row, c.id.sdk) for c in mine):
+            continue
+        suites = {pattern.partition("/")[0] for pattern in finding.rows}
+        if any(wildcard(suite, c.id.row.suite) for suite in suites for c in mine):
+            detail = f"finding {finding_key(finding)} matches no cell of this run: update or remove it"
+            deviations.append(Deviation("orphaned finding", ", ".join(finding.rows), finding.sdk, "", detail))
+    return deviations
+
+
+def unplaced(other: list[Other]) -> list[Deviation]:
+    """A failing or unreadable result that no column holds is still a deviation."""
+    return [
+        Deviation("unplaced", o.name, o.file, o.verdict, o.message[:300])
+        for o in other
+        if o.verdict in ("fail", "error")
+    ]
+
+
 def apply_baseline(cells: list[Cell], baseline: dict[str, Any]) -> int:
-    before = {(c["row"], c["sdk"]): c["verdict"] for c in baseline.get("cells", [])}
+    before = {(c["row"], c["sdk"], c.get("topology", "direct")): c["verdict"] for c in baseline.get("cells", [])}
     changed = 0
     for cell in cells:
-        old = before.get((cell.row, cell.sdk))
+        old = before.get((str(cell.id.row), cell.id.sdk, cell.id.topology))
         if old is not None and old != cell.verdict:
             cell.changed_from = old
             changed += 1
     return changed
 
 
-def as_json(run: dict[str, Any], columns: list[Column], rows: list[Row], cells: list[Cell]) -> dict[str, Any]:
+def _cell_json(cell: Cell) -> dict[str, Any]:
+    data = asdict(cell)
+    del data["id"]
+    row = cell.id.row
+    return {"row": str(row), "suite": row.suite, "sdk": cell.id.sdk, "topology": cell.id.topology, **data}
+
+
+def as_json(
+    run: dict[str, Any],
+    systems: list[System],
+    columns: list[Column],
+    cells: list[Cell],
+    other: list[Other],
+    known: Known,
+) -> dict[str, Any]:
+    order = {s: i for i, s in enumerate(SUITES)}
+    rows = sorted({c.id.row for c in cells}, key=lambda r: (order.get(r.suite, 99), r.name))
+    cells = sorted(cells, key=lambda c: c.id)
     return {
         "run": run,
+        "systems": [{"name": s.name, "contract": asdict(s.contract)} for s in systems],
         "sdks": [asdict(c) for c in columns],
-        "rows": [asdict(r) for r in rows],
-        "cells": [asdict(c) for c in sorted(cells, key=lambda c: (c.row, c.sdk))],
+        "rows": [{"id": str(r), "suite": r.suite, "title": title_of(r)} for r in rows],
+        "cells": [_cell_json(c) for c in cells],
+        "other": [asdict(o) for o in other],
+        "findings": [
+            {
+                **asdict(f),
+                "key": finding_key(f),
+                "cells": [str(c.id) for c in cells if c.finding == finding_key(f)],
+            }
+            for f in known.findings
+        ],
     }

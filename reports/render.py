@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -16,14 +17,46 @@ COLOUR = {
     "flaky": "#ef6c00",
     "n/a": "#9e9e9e",
 }
+BADGE = {"bug": "bug", "documented-limit": "limit", "default-hazard": "hazard", "unreleased-fix": "unreleased"}
+FOLDED = 20  # a longer list of deviations starts folded, so the matrix stays in view
 CHAOS_FIGURES = ("lost", "duplicated", "stuck", "recovery_s")
+CONTRACT = (  # what the dashboard shows of a contract, each part beside its source
+    ("delivery", "delivery", "delivery_source"),
+    ("crash recovery", "recovery", "recovery_source"),
+    ("retry / backoff", "retry_backoff", "retry_source"),
+    ("connections outside the pool", "pool_extra_connections", "pool_source"),
+    ("delay granularity (s)", "delay_granularity_s", "delay_source"),
+)
+Line = tuple[dict[str, Any], str, str]  # a table line: the row, a topology, its label
 
 
-def _index(matrix: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(c["row"], c["sdk"]): c for c in matrix["cells"]}
+def _index(matrix: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(c["row"], c["sdk"], c["topology"]): c for c in matrix["cells"]}
+
+
+def _lines(matrix: dict[str, Any]) -> list[Line]:
+    """One table line per row and topology (a row run over several topologies names each)."""
+    topologies: dict[str, set[str]] = defaultdict(set)
+    for cell in matrix["cells"]:
+        topologies[cell["row"]].add(cell["topology"])
+    lines = []
+    for row in matrix["rows"]:
+        several = len(topologies[row["id"]]) > 1
+        for topology in sorted(topologies[row["id"]]):
+            lines.append((row, topology, row["id"] + (f" @ {topology}" if several else "")))
+    return lines
+
+
+def _findings(matrix: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["key"]: f for f in matrix.get("findings", [])}
+
+
+def anchor(key: str) -> str:
+    return "finding-" + re.sub(r"[^A-Za-z0-9_-]", "-", key)
 
 
 def totals(matrix: dict[str, Any]) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]], Counter[str]]:
+    """Per SDK, per row, and overall (the other results too: nothing is left out of the count)."""
     per_sdk: dict[str, Counter[str]] = defaultdict(Counter)
     per_row: dict[str, Counter[str]] = defaultdict(Counter)
     overall: Counter[str] = Counter()
@@ -31,7 +64,12 @@ def totals(matrix: dict[str, Any]) -> tuple[dict[str, Counter[str]], dict[str, C
         per_sdk[cell["sdk"]][cell["verdict"]] += 1
         per_row[cell["row"]][cell["verdict"]] += 1
         overall[cell["verdict"]] += 1
+    overall.update(o["verdict"] for o in matrix.get("other", []))
     return per_sdk, per_row, overall
+
+
+def counts(counter: Counter[str]) -> str:
+    return " ".join(f"{SYMBOL[v]}{counter[v]}" for v in VERDICTS if counter[v])
 
 
 def summary_line(overall: Counter[str]) -> str:
@@ -40,161 +78,319 @@ def summary_line(overall: Counter[str]) -> str:
 
 def _extra(cell: dict[str, Any]) -> str:
     props = cell.get("properties", {})
-    if not str(cell["row"]).startswith("chaos/"):
+    if cell["suite"] != "chaos":
         return ""
-    parts = [f"{k} {props[k]}" for k in CHAOS_FIGURES if k in props]
-    return " · ".join(parts)
+    return " · ".join(f"{k} {props[k]}" for k in CHAOS_FIGURES if k in props)
+
+
+def badge(finding: dict[str, Any]) -> str:
+    """The finding's kind at a glance, with the measured rate of an intermittent one."""
+    return BADGE.get(finding["kind"], str(finding["kind"])) + (f" {finding['rate']}" if finding.get("rate") else "")
+
+
+def _why(cell: dict[str, Any], findings: dict[str, dict[str, Any]]) -> str:
+    finding = findings.get(cell.get("finding", ""))
+    if finding is not None and cell["verdict"] == "known":
+        return f"{badge(finding)}: {finding['summary']}"
+    return str(cell.get("message", ""))
+
+
+# -- matrix.md ---------------------------------------------------------------------------
+
+
+def _md_cell(cell: dict[str, Any] | None, findings: dict[str, dict[str, Any]]) -> str:
+    if cell is None:
+        return ""
+    finding = findings.get(cell.get("finding", ""))
+    if finding is not None and cell["verdict"] == "known":
+        return f"[◆ {badge(finding)}](#{anchor(finding['key'])})"
+    text = SYMBOL[cell["verdict"]] + (f" {_extra(cell)}" if _extra(cell) else "")
+    return text + (f" [{badge(finding)}](#{anchor(finding['key'])})" if finding is not None else "")
+
+
+def _md_findings(matrix: dict[str, Any]) -> list[str]:
+    if not matrix.get("findings"):
+        return []
+    out = ["", "## Findings", ""]
+    for f in matrix.get("findings", []):
+        out += [
+            f'<a id="{anchor(f["key"])}"></a>',
+            f"- **{f['key']}** — **{badge(f)}** ({f['kind']}) · `{f['sdk']}` {f['version']} · expected {f['verdict']}"
+            + (f" · intermittent, fails {f['rate']}" if f.get("rate") else ""),
+            f"  - {f['summary']}",
+            "  - rows: " + ", ".join(f"`{r}`" for r in f["rows"]),
+            *(f"  - evidence: {e}" for e in f["evidence"]),
+            f"  - workaround: {f['workaround'] or 'none known'}",
+            f"  - reproduce: `{f['reproduce']}`",
+            f"  - cells this run: {len(f['cells'])}",
+        ]
+    return out
 
 
 def markdown(matrix: dict[str, Any], deviations: list[dict[str, Any]]) -> str:
     cells = _index(matrix)
+    findings = _findings(matrix)
     sdks = [s["name"] for s in matrix["sdks"]]
     per_sdk, per_row, overall = totals(matrix)
+    run = matrix["run"]
     out = [
-        f"# Gauntlet matrix — run {matrix['run']['id']}",
+        f"# Gauntlet matrix — run {run['id']}",
         "",
-        f"{summary_line(overall)}. PostgreSQL {matrix['run'].get('postgres_version', '?')}, "
-        f"commit {matrix['run'].get('git_sha', '?')[:10]}, started {matrix['run'].get('started', '?')}.",
+        f"{summary_line(overall)}. PostgreSQL {run.get('postgres_version', '?')}, "
+        f"commit {run.get('git_sha', '?')[:10]}, started {run.get('started', '?')}.",
         "",
-        "Legend: " + " ".join(f"{SYMBOL[v]} {v}" for v in VERDICTS),
+        "Legend: " + " ".join(f"{SYMBOL[v]} {v}" for v in VERDICTS) + " — a known cell names its finding's kind: "
+        "bug, limit (documented), hazard (a default), unreleased (fixed upstream).",
         "",
     ]
-    header = "| scenario | " + " | ".join(sdks) + " | row |"
-    out += [header, "|" + "---|" * (len(sdks) + 2)]
+    out += ["| scenario | " + " | ".join(sdks) + " | row |", "|" + "---|" * (len(sdks) + 2)]
     suite = None
-    for row in matrix["rows"]:
+    for row, topology, label in _lines(matrix):
         if row["suite"] != suite:
             suite = row["suite"]
             out.append(f"| **{suite}** |" + " |" * (len(sdks) + 1))
-        line = [f"`{row['id']}`"]
-        for sdk in sdks:
-            cell = cells.get((row["id"], sdk))
-            line.append(SYMBOL[cell["verdict"]] + (f" {_extra(cell)}" if cell and _extra(cell) else "") if cell else "")
-        line.append(" ".join(f"{SYMBOL[v]}{n}" for v, n in per_row[row["id"]].items()))
+        line = [f"`{label}`", *(_md_cell(cells.get((row["id"], sdk, topology)), findings) for sdk in sdks)]
+        line.append(counts(per_row[row["id"]]))
         out.append("| " + " | ".join(line) + " |")
-    out.append(
-        "| **total** | "
-        + " | ".join(" ".join(f"{SYMBOL[v]}{per_sdk[s][v]}" for v in VERDICTS if per_sdk[s][v]) for s in sdks)
-        + " | |"
-    )
+    out.append("| **total** | " + " | ".join(counts(per_sdk[s]) for s in sdks) + " | |")
     notable = [c for c in matrix["cells"] if c["verdict"] in ("fail", "error", "flaky", "known")]
     if notable:
         out += ["", "## Notes", ""]
         for cell in sorted(notable, key=lambda c: (c["verdict"], c["row"], c["sdk"])):
-            why = cell.get("expected") or cell.get("message", "")
-            out.append(
-                f"- {SYMBOL[cell['verdict']]} `{cell['row']}` × **{cell['sdk']}** — {why[:300]}".replace("\n", " ")
-            )
+            why = _why(cell, findings)[:300].replace("\n", " ")
+            out.append(f"- {SYMBOL[cell['verdict']]} `{cell['row']}` × **{cell['sdk']}** — {why}")
+    if matrix.get("other"):
+        out += ["", "## Other results", "", "Results no column holds (no Gauntlet properties, or no such SDK).", ""]
+        out += ["| file | suite | case | verdict | message |", "|---|---|---|---|---|"]
+        out += [
+            f"| {o['file']} | {o['suite']} | `{o['name']}` | {SYMBOL[o['verdict']]} {o['verdict']} | "
+            + o["message"][:200].replace("\n", " ").replace("|", "\\|")
+            + " |"
+            for o in matrix["other"]
+        ]
+    out += _md_findings(matrix)
     if deviations:
-        out += ["", "## Deviations from reports/expectations.toml", ""]
-        out += [f"- **{d['kind']}**: `{d['row']}` × {d['sdk']} is {d['verdict']} — {d['detail']}" for d in deviations]
+        out += ["", "## Deviations", ""]
+        out += [
+            f"- **{d['kind']}**: `{d['row']}` × {d['sdk']} is {d['verdict'] or '-'} — {d['detail']}" for d in deviations
+        ]
     return "\n".join(out) + "\n"
 
 
+# -- index.html --------------------------------------------------------------------------
+
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#212121}
-h1{font-size:20px;margin:0 0 4px} .sub{color:#616161;margin-bottom:16px}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:17px;margin:24px 0 4px} h3{font-size:15px;margin:14px 0 2px}
+.sub{color:#616161;margin-bottom:16px}
 .legend span,.tot span{display:inline-block;margin-right:10px}
 table{border-collapse:collapse;margin-top:12px} th,td{border:1px solid #e0e0e0;padding:3px 6px;text-align:center}
 th.row,td.row{text-align:left;font-family:ui-monospace,monospace;font-size:12px;white-space:nowrap}
-thead th{background:#fafafa;position:sticky;top:0} .sys th{background:#eeeeee}
+thead th{background:#fafafa;position:sticky;top:0} .sys th{background:#eeeeee} th.broken{background:#e1bee7}
 tr.suite td{background:#f5f5f5;font-weight:600;text-align:left}
 td.c{min-width:58px;font-weight:600;color:#fff} td.c a{color:#fff;text-decoration:none}
 td.c small{font-weight:400;opacity:.85}
 td.changed{outline:3px solid #ffd600;outline-offset:-3px} .dev{color:#c62828} .bench td{text-align:right}
+table.facts td{text-align:left;vertical-align:top} .badge{font-weight:600;color:#fff;background:#0277bd;
+padding:0 4px;border-radius:3px} .finding{margin:10px 0} code{font-size:12px}
 """
 
 
-def _cell_html(cell: dict[str, Any] | None) -> str:
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _cell_html(cell: dict[str, Any] | None, findings: dict[str, dict[str, Any]]) -> str:
     if cell is None:
         return "<td></td>"
     verdict = cell["verdict"]
-    title = cell.get("expected") or cell.get("message") or verdict
+    finding = findings.get(cell.get("finding", ""))
+    title = _why(cell, findings) or verdict
     if cell.get("changed_from"):
         title = f"was {cell['changed_from']} in the baseline. {title}"
-    duration = f"<br><small>{cell['duration_s']:.1f}s</small>" if cell.get("duration_s") is not None else ""
+    small = []
     if cell.get("properties", {}).get("assertions"):
-        duration = f"<br><small>{cell['properties']['assertions']} assertions</small>"
-    extra = f"<br><small>{html.escape(_extra(cell))}</small>" if _extra(cell) else ""
+        small.append(f"{cell['properties']['assertions']} assertions")
+    elif cell.get("duration_s") is not None:
+        small.append(f"{cell['duration_s']:.1f}s")
+    if _extra(cell):
+        small.append(_e(_extra(cell)))
     label = f"{SYMBOL[verdict]} {verdict}"
-    if cell.get("log"):
-        label = f'<a href="{html.escape(cell["log"])}">{label}</a>'
+    if finding is not None:  # the cell links to its finding, and to its log below
+        if verdict == "known":
+            label = f"{SYMBOL[verdict]} {_e(badge(finding))}"
+        else:  # e.g. an intermittent finding's cell that passed this time
+            small.append(_e(badge(finding)))
+        label = f'<a href="#{anchor(finding["key"])}">{label}</a>'
+        if cell.get("log"):
+            small.append(f'<a href="{_e(cell["log"])}">log</a>')
+    elif cell.get("log"):
+        label = f'<a href="{_e(cell["log"])}">{label}</a>'
     classes = "c changed" if cell.get("changed_from") else "c"
     return (
-        f'<td class="{classes}" style="background:{COLOUR[verdict]}" title="{html.escape(title[:600])}">'
-        f"{label}{duration}{extra}</td>"
+        f'<td class="{classes}" style="background:{COLOUR[verdict]}" title="{_e(title[:600])}">'
+        + label
+        + "".join(f"<br><small>{s}</small>" for s in small)
+        + "</td>"
     )
 
 
-def dashboard(matrix: dict[str, Any], deviations: list[dict[str, Any]], bench: dict[str, Any] | None = None) -> str:
+def _matrix_html(matrix: dict[str, Any]) -> str:
     cells = _index(matrix)
+    findings = _findings(matrix)
     sdks = matrix["sdks"]
-    per_sdk, per_row, overall = totals(matrix)
+    per_sdk, per_row, _ = totals(matrix)
     systems: list[tuple[str, int]] = []
     for sdk in sdks:
         if systems and systems[-1][0] == sdk["system"]:
             systems[-1] = (sdk["system"], systems[-1][1] + 1)
         else:
             systems.append((sdk["system"], 1))
-    run = matrix["run"]
     parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        f"<title>Gauntlet matrix {html.escape(str(run['id']))}</title><style>{CSS}</style></head><body>",
-        "<h1>Gauntlet — what each queue guarantees</h1>",
-        f"<div class=sub>run {html.escape(str(run['id']))} · started {html.escape(str(run.get('started', '')))} · "
-        f"commit {html.escape(str(run.get('git_sha', ''))[:10])} · "
-        f"PostgreSQL {html.escape(str(run.get('postgres_version', '')))}"
-        f" · seed {html.escape(str(run.get('seed', '')))}</div>",
-        "<div class=tot><b>" + html.escape(summary_line(overall)) + "</b></div>",
-        "<div class=legend>"
-        + "".join(f'<span><b style="color:{COLOUR[v]}">{SYMBOL[v]}</b> {v}</span>' for v in VERDICTS)
-        + "</div>",
-    ]
-    if deviations:
-        parts.append(
-            "<div class=dev><b>Deviations from reports/expectations.toml:</b><ul>"
-            + "".join(
-                f"<li>{html.escape(d['kind'])}: <code>{html.escape(d['row'])}</code> × {html.escape(d['sdk'])} "
-                f"is {html.escape(d['verdict'])} — {html.escape(d['detail'])}</li>"
-                for d in deviations
-            )
-            + "</ul></div>"
-        )
-    parts.append(
         "<table><thead><tr class=sys><th></th>"
-        + "".join(f"<th colspan={n}>{html.escape(system)}</th>" for system, n in systems)
-        + "<th></th></tr>"
-    )
-    parts.append(
+        + "".join(f"<th colspan={n}>{_e(system)}</th>" for system, n in systems)
+        + "<th></th></tr>",
         "<tr><th class=row>scenario</th>"
         + "".join(
-            f'<th title="{html.escape(s["language"])} {html.escape(s["version"])}">{html.escape(s["name"])}<br>'
-            f"<small>{html.escape(s['language'])}</small></th>"
+            f'<th class=broken title="{_e(s["error"])}">{_e(s["name"])}<br><small>⚠ broken</small></th>'
+            if s.get("error")
+            else f'<th title="{_e(s["language"])} {_e(s["version"])}">{_e(s["name"])}<br>'
+            f"<small>{_e(s['language'])}</small></th>"
             for s in sdks
         )
-        + "<th>row</th></tr></thead><tbody>"
-    )
+        + "<th>row</th></tr></thead><tbody>",
+    ]
     suite = None
-    for row in matrix["rows"]:
+    for row, topology, label in _lines(matrix):
         if row["suite"] != suite:
             suite = row["suite"]
-            parts.append(f"<tr class=suite><td colspan={len(sdks) + 2}>{html.escape(suite)}</td></tr>")
-        counts = " ".join(f"{SYMBOL[v]}{n}" for v, n in sorted(per_row[row["id"]].items()))
+            parts.append(f"<tr class=suite><td colspan={len(sdks) + 2}>{_e(suite)}</td></tr>")
         parts.append(
-            f'<tr><td class=row title="{html.escape(row["title"])}">{html.escape(row["id"])}</td>'
-            + "".join(_cell_html(cells.get((row["id"], s["name"]))) for s in sdks)
-            + f"<td>{html.escape(counts)}</td></tr>"
+            f'<tr><td class=row title="{_e(row["title"])}">{_e(label)}</td>'
+            + "".join(_cell_html(cells.get((row["id"], s["name"], topology)), findings) for s in sdks)
+            + f"<td>{_e(counts(per_row[row['id']]))}</td></tr>"
         )
     parts.append(
         "<tr><td class=row><b>total</b></td>"
-        + "".join(
-            "<td>"
-            + " ".join(f"{SYMBOL[v]}{per_sdk[s['name']][v]}" for v in VERDICTS if per_sdk[s["name"]][v])
-            + "</td>"
-            for s in sdks
-        )
+        + "".join(f"<td>{counts(per_sdk[s['name']])}</td>" for s in sdks)
         + "<td></td></tr></tbody></table>"
     )
+    return "\n".join(parts)
+
+
+def _other_html(other: list[dict[str, Any]]) -> str:
+    if not other:
+        return ""
+    rows = "".join(
+        f"<tr><td class=row>{_e(o['file'])}</td><td class=row>{_e(o['suite'])}</td><td class=row>{_e(o['name'])}</td>"
+        f'<td class=c style="background:{COLOUR[o["verdict"]]}">{SYMBOL[o["verdict"]]} {_e(o["verdict"])}</td>'
+        f"<td class=row>{_e(o['message'][:300])}</td></tr>"
+        for o in other
+    )
+    return (
+        "<h2>Other results</h2><div class=sub>Results no column holds: cases without Gauntlet properties "
+        "(foreign producers), cases of an SDK not in the catalog, files nobody can place.</div>"
+        "<table class=facts><thead><tr><th>file</th><th>suite</th><th>case</th><th>verdict</th><th>message</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _findings_html(findings: list[dict[str, Any]]) -> str:
+    if not findings:
+        return ""
+    parts = ["<h2>Findings</h2>"]
+    for f in findings:
+        evidence = "".join(f"<li>{_e(e)}</li>" for e in f["evidence"])
+        cells = ", ".join(_e(c) for c in f["cells"]) or "none this run"
+        parts.append(
+            f'<div class=finding id="{anchor(f["key"])}"><span class=badge>{_e(badge(f))}</span> '
+            f"<b>{_e(f['key'])}</b> — {_e(f['summary'])}<table class=facts>"
+            f"<tr><td>kind</td><td>{_e(f['kind'])}</td></tr>"
+            f"<tr><td>SDK, version</td><td><code>{_e(f['sdk'])}</code> {_e(f['version'])}</td></tr>"
+            f"<tr><td>rows</td><td>{', '.join(f'<code>{_e(r)}</code>' for r in f['rows'])}</td></tr>"
+            f"<tr><td>expected verdict</td><td>{_e(f['verdict'])}"
+            + (f" — intermittent, fails {_e(f['rate'])}" if f.get("rate") else "")
+            + "</td></tr>"
+            f"<tr><td>evidence</td><td><ul>{evidence}</ul></td></tr>"
+            f"<tr><td>workaround</td><td>{_e(f['workaround'] or 'none known')}</td></tr>"
+            f"<tr><td>reproduce</td><td><code>{_e(f['reproduce'])}</code></td></tr>"
+            f"<tr><td>cells this run</td><td>{cells}</td></tr></table></div>"
+        )
+    return "".join(parts)
+
+
+def _contracts_html(systems: list[dict[str, Any]]) -> str:
+    if not systems:
+        return ""
+    parts = ["<h2>Contracts</h2><div class=sub>What each system promises; scenarios judge by it.</div>"]
+    for system in systems:
+        contract = system["contract"]
+        rows = "".join(
+            f"<tr><td>{_e(label)}</td><td>{_e(contract[key])}</td><td>{_e(contract[source])}</td></tr>"
+            for label, key, source in CONTRACT
+        )
+        bound = f"{contract['recovery_interval_s']}s" + (
+            " after the lease" if contract["recovery_follows_lease"] else ""
+        )
+        rows += f"<tr><td>worst-case recovery</td><td>{_e(bound)}</td><td></td></tr>"
+        parts.append(f"<h3>{_e(system['name'])}</h3><table class=facts>{rows}</table>")
+    return "".join(parts)
+
+
+def _tuning_html(sdks: list[dict[str, Any]]) -> str:
+    parts = ["<h2>Tuning</h2><div class=sub>Every setting a driver changes from its SDK's default.</div>"]
+    for sdk in sdks:
+        if sdk.get("error") or sdk["language"] == "sql":
+            continue
+        if not sdk["tuning"]:
+            parts.append(f"<h3>{_e(sdk['name'])}</h3><div class=sub>no setting changed from the SDK's defaults</div>")
+            continue
+        rows = "".join(
+            f"<tr><td class=row>{_e(t['name'])}</td><td>{_e(t['default'])}</td><td>{_e(t['value'])}</td>"
+            f"<td>{_e(t['why'])}</td><td>{_e(t['source'])}</td></tr>"
+            for t in sdk["tuning"]
+        )
+        parts.append(
+            f"<h3>{_e(sdk['name'])} <small>{_e(sdk['version'])}</small></h3><table class=facts><thead><tr>"
+            "<th>setting</th><th>default</th><th>value</th><th>why</th><th>source</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+    return "".join(parts)
+
+
+def dashboard(matrix: dict[str, Any], deviations: list[dict[str, Any]], bench: dict[str, Any] | None = None) -> str:
+    run = matrix["run"]
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>Gauntlet matrix {_e(run['id'])}</title><style>{CSS}</style></head><body>",
+        "<h1>Gauntlet — what each queue guarantees</h1>",
+        f"<div class=sub>run {_e(run['id'])} · started {_e(run.get('started', ''))} · "
+        f"commit {_e(str(run.get('git_sha', ''))[:10])} · PostgreSQL {_e(run.get('postgres_version', ''))}"
+        f" · seed {_e(run.get('seed', ''))}</div>",
+        "<div class=tot><b>" + _e(summary_line(totals(matrix)[2])) + "</b></div>",
+        "<div class=legend>"
+        + "".join(f'<span><b style="color:{COLOUR[v]}">{SYMBOL[v]}</b> {v}</span>' for v in VERDICTS)
+        + "<span>◆ names its finding's kind: bug, limit (documented), hazard (a default), "
+        "unreleased (fixed upstream)</span></div>",
+    ]
+    if deviations:
+        parts.append(
+            f"<details class=dev{' open' if len(deviations) <= FOLDED else ''}><summary><b>{len(deviations)} "
+            "deviation(s)</b></summary><ul>"
+            + "".join(
+                f"<li>{_e(d['kind'])}: <code>{_e(d['row'])}</code> × {_e(d['sdk'])} "
+                f"is {_e(d['verdict'] or '-')} — {_e(d['detail'])}</li>"
+                for d in deviations
+            )
+            + "</ul></details>"
+        )
+    parts += [
+        _matrix_html(matrix),
+        _other_html(matrix.get("other", [])),
+        _findings_html(matrix.get("findings", [])),
+        _contracts_html(matrix.get("systems", [])),
+        _tuning_html(matrix["sdks"]),
+    ]
     if bench:
         parts.append(bench_html(bench))
     parts.append("</body></html>")
@@ -202,32 +398,47 @@ def dashboard(matrix: dict[str, Any], deviations: list[dict[str, Any]], bench: d
 
 
 def bench_html(bench: dict[str, Any]) -> str:
-    """The bench table with an inline SVG bar chart of jobs/s (relative to the raw-SQL limit)."""
-    rows = bench.get("rows", [])
-    if not rows:
-        return ""
-    top = max((r.get("jobs_per_s") or 0) for r in rows) or 1
-    bars = []
-    for i, r in enumerate(rows):
-        width = 420 * (r.get("jobs_per_s") or 0) / top
-        bars.append(
-            f'<text x="0" y="{i * 22 + 14}" font-size="12">{html.escape(r["label"])}</text>'
-            f'<rect x="220" y="{i * 22 + 3}" width="{width:.0f}" height="14" fill="#0277bd"/>'
-            f'<text x="{225 + width:.0f}" y="{i * 22 + 14}" font-size="12">{r.get("jobs_per_s") or 0:.0f}/s</text>'
-        )
+    """A real bench run's figures (bench.json of `nox -s bench`): when, on what, with which
+    settings; per SDK its jobs/s at each concurrency with its ratio to the raw-SQL limit at
+    the same concurrency, its enqueue rate, latency and the harness's own cost."""
+    settings = bench.get("settings") or {}
+    levels = [str(c) for c in settings.get("concurrency", [])]
+    if not levels:
+        return ""  # an older or partial bench.json: nothing trustworthy to show
 
-    def number(value: Any, digits: int) -> str:
+    def number(value: Any, digits: int = 0) -> str:
         return "—" if value is None else f"{value:,.{digits}f}"
 
-    table = "".join(
-        f"<tr><td class=row>{html.escape(r['label'])}</td><td>{number(r.get('jobs_per_s'), 0)}</td>"
-        f"<td>{number(r.get('ratio_to_limit'), 2)}</td><td>{number(r.get('p50_ms'), 1)}</td>"
-        f"<td>{number(r.get('p99_ms'), 1)}</td></tr>"
-        for r in rows
+    def median(figure: Any) -> Any:
+        return figure.get("median") if isinstance(figure, dict) else None
+
+    limit = bench.get("limit", {})
+    head = "".join(f"<th>c={c}</th>" for c in levels)
+    lines = [
+        "<tr><td class=row>raw SQL (the limit)</td><td>—</td>"
+        + "".join(f"<td>{number(median(limit.get(f'c{c}_batch1')))}</td>" for c in levels)
+        + "<td>—</td><td>—</td><td>—</td></tr>"
+    ]
+    for name, figures in sorted(bench.get("sdks", {}).items()):
+        process, ratio = figures.get("process") or {}, figures.get("ratio") or {}
+        cells = "".join(
+            f"<td>{number(median(process.get(c)))}<br><small>{number(ratio.get(c), 2)}×</small></td>" for c in levels
+        )
+        latency = figures.get("latency") or {}
+        lines.append(
+            f"<tr><td class=row>{html.escape(name)}</td><td>{number(median(figures.get('enqueue')))}</td>{cells}"
+            f"<td>{number(latency.get('p50_ms'), 1)} / {number(latency.get('p99_ms'), 1)}</td>"
+            f"<td>{number(figures.get('history_overhead_pct'), 1)}</td></tr>"
+        )
+    machine = bench.get("machine") or {}
+    about = (
+        f"run {html.escape(str(bench.get('date', '?')))} on {machine.get('cpus', '?')} × "
+        f"{html.escape(str(machine.get('cpu', '?')))}, {machine.get('memory_gib', '?')} GiB; "
+        f"{settings.get('jobs', '?')} jobs per measurement, median of {settings.get('runs', '?')} runs"
     )
     return (
-        f"<h2>Bench</h2><svg width=720 height={len(rows) * 22 + 6} role=img>{''.join(bars)}</svg>"
-        "<table class=bench><thead><tr><th>what</th><th>jobs/s</th><th>× raw SQL</th>"
-        "<th>p50 ms</th><th>p99 ms</th></tr>"
-        f"</thead><tbody>{table}</tbody></table>"
+        f"<h2>Bench</h2><p>{about}. Processing jobs/s from the first job taken to the last done, and its ratio to a "
+        "raw-SQL <code>FOR UPDATE SKIP LOCKED</code> loop at the same concurrency.</p>"
+        f"<table class=bench><thead><tr><th>SDK</th><th>enqueue/s</th>{head}<th>latency p50 / p99 ms</th>"
+        f"<th>recording cost %</th></tr></thead><tbody>{''.join(lines)}</tbody></table>"
     )

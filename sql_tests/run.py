@@ -10,7 +10,8 @@ from pathlib import Path
 
 import psycopg
 
-from gauntlet import events, lifecycle, paths, pgtap, schemas
+from gauntlet import catalog, events, lifecycle, paths, pgtap, schemas
+from gauntlet.ids import SessionId
 from gauntlet.pg import Harness, open_harness
 
 SUITES = Path(__file__).resolve().parent
@@ -18,14 +19,15 @@ HELPERS = SUITES / "helpers.sql"
 
 
 def systems() -> list[str]:
-    return sorted(p.name for p in SUITES.iterdir() if p.is_dir() and any(p.glob("*.sql")))
+    """The catalog's systems: each must have its suites in sql_tests/<system>/."""
+    return [s.name for s in catalog.load().systems]
 
 
 def prepare_database(harness: Harness, system: str) -> str:
     """A fresh database cloned from a per-system template (schema + pgtap + dblink + helpers)."""
 
     def prepare(dsn: str) -> None:
-        schemas.install(system, dsn, harness.supervisor)
+        schemas.install(catalog.load().system(system), dsn, harness.supervisor)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pgtap")
             conn.execute("CREATE EXTENSION IF NOT EXISTS dblink")
@@ -47,7 +49,7 @@ def run_system(harness: Harness, system: str, junit_dir: Path) -> int:
         xml_text, stderr = "", f"could not prepare the {system} database: {exc}"
     result = pgtap.normalise(xml_text, stderr, directory, system)
     junit_dir.mkdir(parents=True, exist_ok=True)
-    result.write(str(junit_dir / f"sql-{system}.xml"), pretty=True)
+    result.write(str(junit_dir / str(SessionId("sql", system).junit_file)), pretty=True)
     failing = {id(c) for c in pgtap.failed_cases(result)}
     for suite in result:
         for case in suite:
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     with open_harness() as harness:
         for system in chosen:
             failed = run_system(harness, system, paths.JUNIT)
-            print(f"sql {system}: {failed} failing case(s) -> {paths.JUNIT / f'sql-{system}.xml'}", flush=True)
+            print(f"sql {system}: {failed} failing case(s) -> {paths.JUNIT / str(SessionId('sql', system).junit_file)}")
             failures += failed
     return 1 if failures else 0
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from junitparser import Error, Failure, Skipped
 
-from gauntlet import pgtap, schemas
+from gauntlet import pgtap
 from sql_tests import run as sql_run
 
 PLANTED = {
@@ -115,7 +115,3 @@ def test_suites_catch_a_sabotaged_schema(harness, system: str, tmp_path: Path) -
         "procrastinate": {"2 - fetch takes the highest priority first"},
     }[system]
     assert expected <= failed, f"pg_prove did not report the sabotage; failed: {sorted(failed)}"
-
-
-def test_every_system_has_an_installer_and_a_suite() -> None:
-    assert set(sql_run.systems()) == set(schemas.INSTALLERS)

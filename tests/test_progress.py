@@ -49,15 +49,42 @@ def test_tail_reads_only_complete_new_lines(tmp_path: Path) -> None:
     assert tail.read() == [{"kind": "b"}]
 
 
-def test_plain_output_off_a_terminal() -> None:
+def test_plain_lines_name_their_session_when_interleaved() -> None:
     buffer = io.StringIO()
     with Progress(Console(file=buffer, force_terminal=False, width=200)) as progress:
         progress.session_started("e2e(sdk='pgmq-go')")
+        progress.session_started("sql(system='pgmq')")
+        progress.event("e2e(sdk='pgmq-go')", {"kind": "case_start", "nodeid": "e2e/test_basic.py::test_wave"})
+        progress.event("sql(system='pgmq')", {"kind": "case_end", "nodeid": "api.sql::send", "verdict": "fail"})
         progress.event(
-            {"kind": "case_end", "nodeid": "e2e/test_basic.py::test_wave", "verdict": "pass", "duration_s": 1.2}
+            "e2e(sdk='pgmq-go')",
+            {"kind": "case_end", "nodeid": "e2e/test_basic.py::test_wave", "verdict": "pass", "duration_s": 1.2},
         )
         progress.session_finished("e2e(sdk='pgmq-go')", 0, 3.4, "log.txt")
-    text = buffer.getvalue()
-    assert "session e2e(sdk='pgmq-go') started" in text
-    assert "pass  e2e/test_basic.py::test_wave (1.2s)" in text
-    assert progress.summary() == "1 pass"
+        progress.session_finished("sql(system='pgmq')", 1, 2.0, "sql.log")
+    lines = [line.split("] ", 1)[1] for line in buffer.getvalue().splitlines()]
+    assert lines == [
+        "e2e(sdk='pgmq-go') | started",
+        "sql(system='pgmq') | started",
+        "sql(system='pgmq') | fail  api.sql::send",
+        "e2e(sdk='pgmq-go') | pass  e2e/test_basic.py::test_wave (1.2s)",
+        "e2e(sdk='pgmq-go') | ok in 3.4s (log: log.txt)",
+        "sql(system='pgmq') | exit 1 in 2.0s (log: sql.log)",
+    ]
+    assert progress.verdicts == {"pass": 1, "fail": 1}
+
+
+def test_live_view_shows_every_running_session_and_its_case() -> None:
+    progress = Progress(Console(file=io.StringIO(), force_terminal=True, width=200))
+    progress.session_started("chaos(sdk='river-go')")
+    progress.session_started("e2e(sdk='pgmq-py')")
+    progress.event("chaos(sdk='river-go')", {"kind": "case_start", "nodeid": "chaos/test_chaos.py::test_partition"})
+    progress.event("e2e(sdk='pgmq-py')", {"kind": "case_start", "nodeid": "e2e/test_delivery.py::test_fifo"})
+    progress.session_finished("sql(system='pgmq')", 0, 5.0, "sql.log")
+    screen = Console(file=io.StringIO(), width=200, record=True)
+    screen.print(progress.render())
+    rows = screen.export_text().splitlines()
+    assert any("chaos(sdk='river-go')" in r and "test_partition" in r for r in rows)
+    assert any("e2e(sdk='pgmq-py')" in r and "test_fifo" in r for r in rows)
+    assert any("sql(system='pgmq')" in r and "5.0s" in r for r in rows)
+    assert "running 2" in rows[-1]

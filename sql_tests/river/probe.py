@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from gauntlet import schemas
+from gauntlet import catalog
 
 MODULE = "github.com/riverqueue/river/riverdriver/riverpgxv5"
 
@@ -19,7 +19,7 @@ MODULE = "github.com/riverqueue/river/riverdriver/riverpgxv5"
 def fetch_query() -> str:
     folder = subprocess.run(
         ["go", "list", "-m", "-f", "{{.Dir}}", MODULE],
-        cwd=schemas.HERE / "river",
+        cwd=catalog.load().system("river").installer.folder,  # the migrator's go.mod pins riverpgxv5
         capture_output=True,
         text=True,
         check=True,

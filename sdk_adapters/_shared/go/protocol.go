@@ -85,9 +85,8 @@ func Fail(message string, code int) {
 }
 
 // Info answers the `info` command.
-func Info(sdk, system, version string, capabilities []string) error {
-	Emit(map[string]any{"protocol": Version, "sdk": sdk, "system": system, "language": "go",
-		"version": version, "capabilities": capabilities})
+func Info(capabilities []string) error {
+	Emit(map[string]any{"protocol": Version, "capabilities": capabilities})
 	return nil
 }
 
@@ -264,7 +263,7 @@ func RunSlots(stop context.Context, cfg Config, slot func() (bool, error)) {
 // Main dispatches the command named by the first argument.
 func Main(commands map[string]func() error) {
 	if len(os.Args) != 2 || commands[os.Args[1]] == nil {
-		Fail("usage: driver {info|prepare|enqueue|work|stats}", 2)
+		Fail("usage: driver {info|prepare|enqueue|work}", 2)
 	}
 	if err := commands[os.Args[1]](); err != nil {
 		fmt.Fprintln(os.Stderr, err)

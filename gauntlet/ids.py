@@ -1,0 +1,72 @@
+"""Typed identities, built once and rendered many ways: a session (its nox name, its JUnit
+file, its log), a matrix row, a cell. Nothing downstream parses these strings back.
+
+Standard library only: the bootstrap and the noxfile import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SESSION_KINDS = ("sql", "e2e", "chaos", "bench", "report")  # the order the main job runs them in
+TARGET_KEY = {"sql": "system", "e2e": "sdk", "chaos": "sdk"}  # the parameter each per-target kind takes
+
+
+@dataclass(frozen=True, order=True)
+class SessionId:
+    """One nox session: a kind, and the system (sql) or SDK (e2e, chaos) it runs for."""
+
+    kind: str
+    target: str = ""
+
+    @classmethod
+    def from_nox(cls, listed: dict[str, Any]) -> SessionId:
+        """From one entry of `nox -l --json`: its name and its call_spec, never its display string."""
+        kind = str(listed["name"])
+        key = TARGET_KEY.get(kind)
+        spec = listed.get("call_spec") or {}
+        return cls(kind, str(spec.get(key, "")) if key else "")
+
+    @property
+    def nox_name(self) -> str:
+        key = TARGET_KEY.get(self.kind)
+        return f"{self.kind}({key}='{self.target}')" if key and self.target else self.kind
+
+    @property
+    def junit_file(self) -> str | None:
+        """The JUnit file a matrix session writes (reports/out/junit/), None for others."""
+        return f"{self.kind}-{self.target}.xml" if self.kind in TARGET_KEY and self.target else None
+
+    @property
+    def log_stem(self) -> str:
+        return f"session-{self.kind}-{self.target}" if self.target else f"session-{self.kind}"
+
+    def __str__(self) -> str:
+        return self.nox_name
+
+
+@dataclass(frozen=True, order=True)
+class RowId:
+    """A matrix row: `e2e/test_basic_wave`, `chaos/test_network_fault[partition]`,
+    `interop/worker=river-go`, `sql/pgmq/api.sql`, `bench/process_c1`."""
+
+    suite: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.suite}/{self.name}"
+
+    @classmethod
+    def interop(cls, worker_sdk: str) -> RowId:
+        return cls("interop", f"worker={worker_sdk}")
+
+
+@dataclass(frozen=True, order=True)
+class CellId:
+    row: RowId
+    sdk: str
+    topology: str = "direct"
+
+    def __str__(self) -> str:
+        return f"{self.row} × {self.sdk}" + ("" if self.topology == "direct" else f" @ {self.topology}")

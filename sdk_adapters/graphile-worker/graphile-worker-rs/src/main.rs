@@ -1,0 +1,141 @@
+//! graphile-worker through the `graphile_worker` crate: WorkerOptions/run for the worker,
+//! WorkerUtils::add_raw_job for enqueue (with_executor on the caller's transaction for
+//! transactional enqueue), and the crate's heartbeat-based dead-worker recovery.
+//! The crate's task identifiers are compile-time constants, so every graphile-worker driver
+//! uses the task "gauntlet" and carries the protocol's queue as a job flag.
+use gauntlet_protocol as p;
+use graphile_worker::{IntoTaskHandlerResult, JobSpec, TaskHandler, WorkerContext, WorkerOptions, WorkerRecoveryConfig, WorkerUtils};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const CAPABILITIES: [&str; 11] = ["priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
+                                  "visibility_timeout", "crash_recovery", "listen_notify", "worker"];
+const SCHEMA: &str = "graphile_worker";
+
+static HISTORY: OnceLock<p::History> = OnceLock::new();
+
+/// The protocol's job body, whatever its shape.
+#[derive(Serialize, Deserialize)]
+struct Gauntlet(Value);
+
+impl TaskHandler for Gauntlet {
+    const IDENTIFIER: &'static str = "gauntlet";
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let job = ctx.job();
+        let attempt = *job.attempts() as i64;
+        if p::execute(HISTORY.get().expect("history"), &self.0, attempt, &job.id().to_string()).await {
+            Ok(())
+        } else {
+            Err(format!("attempt {attempt} fails by script"))
+        }
+    }
+}
+
+async fn pool(cfg: &p::Config, size: u32) -> Result<PgPool, String> {
+    PgPoolOptions::new().max_connections(size).connect(&cfg.dsn).await.map_err(|e| e.to_string())
+}
+
+/// Normalised priority is higher-first; graphile-worker runs lower numbers first.
+fn job_spec(cfg: &p::Config, spec: &p::Spec) -> JobSpec {
+    let mut job = JobSpec { priority: Some(-(spec.priority as i16)), flags: Some(vec![cfg.queue.clone()]), ..Default::default() };
+    if spec.delay_ms > 0 {
+        job.run_at = Some(chrono::Utc::now() + chrono::Duration::milliseconds(spec.delay_ms as i64));
+    }
+    job.max_attempts = spec.max_attempts.map(|n| n as i16);
+    job.job_key = spec.dedupe_key.clone(); // job_key_mode 'replace' (the default): one live job per key
+    job
+}
+
+async fn enqueue(cfg: &p::Config) -> Result<(), String> {
+    let db = pool(cfg, 2).await?;
+    let utils = WorkerUtils::new(db.clone(), SCHEMA);
+    let mut tx = match cfg.transaction {
+        Some(_) => Some(db.begin().await.map_err(|e| e.to_string())?),
+        None => None,
+    };
+    for spec in p::specs() {
+        match spec {
+            Err(reason) => p::refuse(&reason),
+            Ok(spec) => {
+                let (body, job) = (p::body(&spec), job_spec(cfg, &spec));
+                let added = match tx.as_mut() {
+                    Some(tx) => utils.clone().with_executor(&mut **tx).add_raw_job(Gauntlet::IDENTIFIER, body, job).await,
+                    None => utils.add_raw_job(Gauntlet::IDENTIFIER, body, job).await,
+                };
+                p::ack(&spec.id, added.map(|j| j.id().to_string()).map_err(|e| e.to_string()));
+            }
+        }
+    }
+    if let (Some(tx), Some(mode)) = (tx, cfg.transaction.as_deref()) {
+        let (result, word) = if mode == "commit" { (tx.commit().await, "committed") } else { (tx.rollback().await, "rolled_back") };
+        match result {
+            Ok(()) => p::emit(&json!({"transaction": word})),
+            Err(e) => p::emit(&json!({"transaction": "failed", "error": e.to_string()})),
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn work(cfg: &p::Config) -> Result<(), String> {
+    let _ = HISTORY.set(p::History::open(cfg));
+    let size = cfg.pool_size.unwrap_or(cfg.concurrency as u32 + 2);
+    let db = pool(cfg, size).await?;
+    let vt = Duration::from_secs_f64(cfg.visibility_timeout_s.max(1.0));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let recovery = WorkerRecoveryConfig::default()
+        .heartbeat_interval(vt / 4)
+        .sweep_interval(vt / 2)
+        .sweep_threshold(vt)
+        .recovery_delay(Duration::ZERO);
+    let worker = WorkerOptions::default()
+        .pg_pool(db.clone())
+        .schema(SCHEMA)
+        .concurrency(cfg.concurrency.max(1))
+        .poll_interval(Duration::from_millis(cfg.poll_interval_ms))
+        .define_job::<Gauntlet>()
+        .worker_recovery(WorkerRecoveryConfig { enabled: true, ..recovery })
+        .listen_os_shutdown_signals(false)
+        .shutdown_signal(async move {
+            term.recv().await;
+        })
+        .shutdown_grace_period(Duration::from_secs(30)) // SIGTERM: jobs in flight finish
+        .init()
+        .await
+        .map_err(|e| e.to_string())?;
+    let ran = worker.run().await.map_err(|e| e.to_string());
+    db.close().await;
+    ran
+}
+
+
+#[tokio::main]
+async fn main() {
+    p::set_sleep(|d| Box::pin(tokio::time::sleep(d)));
+    // The crate reports through `tracing`: its warnings (failed heartbeats, sweeps) go to stderr.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
+    let command = std::env::args().nth(1).unwrap_or_default();
+    let cfg = p::config();
+    let result = match command.as_str() {
+        "info" => {
+            p::emit(&json!({"protocol": p::PROTOCOL, "capabilities": CAPABILITIES}));
+            Ok(())
+        }
+        "prepare" => {
+            p::emit(&json!({"ok": true})); // a flag needs no objects of its own
+            Ok(())
+        }
+        "enqueue" => enqueue(&cfg).await,
+        "work" => work(&cfg).await,
+        _ => Err("usage: driver {info|prepare|enqueue|work}".into()),
+    };
+    if let Err(e) = result {
+        eprintln!("{e}");
+        p::fail(&e, 1);
+    }
+}

@@ -1,0 +1,105 @@
+// pg-boss through its own send/work/stop. Retries, backoff, priority, start-after and
+// expiry are pg-boss's; a job's max_attempts becomes its retryLimit. pg-boss fixes a job's
+// expiry (its visibility timeout) when the job is made, from the queue's setting, so
+// `prepare` creates the queue with the harness's visibility timeout.
+import pg from "pg";
+import { PgBoss } from "pg-boss";
+import * as p from "../../_shared/node/protocol.mjs";
+
+const CAPABILITIES = [
+  "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
+  "visibility_timeout", "crash_recovery", "listen_notify", "worker",
+];
+// pg-boss dedupes a singletonKey only within a time slot (singletonSeconds) on a standard queue.
+const DEDUPE_WINDOW_S = 3600;
+
+async function started(max, extra = {}) {
+  const boss = new PgBoss({
+    ...p.pgOptions(p.CONFIG.dsn, max), migrate: false, supervise: false, schedule: false, ...extra,
+  });
+  boss.on("error", (err) => console.error(`pg-boss error: ${err?.stack || err}`)); // pg-boss re-emits pool errors
+  await boss.start();
+  return boss;
+}
+
+async function info() {
+  p.emit({ protocol: p.PROTOCOL, capabilities: CAPABILITIES });
+}
+
+async function prepare() {
+  const boss = await started(1);
+  try {
+    const options = { notify: true, expireInSeconds: Math.max(1, Math.ceil(p.CONFIG.visibility_timeout_s ?? 900)) };
+    if (!(await boss.getQueue(p.CONFIG.queue))) await boss.createQueue(p.CONFIG.queue, options);
+    else await boss.updateQueue(p.CONFIG.queue, options);
+  } finally {
+    await boss.stop({ graceful: false });
+  }
+  p.emit({ ok: true });
+}
+
+function sendOptions(spec, db) {
+  const options = { priority: spec.priority || 0 }; // higher first, as normalised
+  if (spec.delay_ms) options.startAfter = new Date(Date.now() + spec.delay_ms);
+  if (spec.max_attempts) Object.assign(options, { retryLimit: spec.max_attempts - 1, retryDelay: 1, retryBackoff: true });
+  if (spec.dedupe_key) Object.assign(options, { singletonKey: spec.dedupe_key, singletonSeconds: DEDUPE_WINDOW_S });
+  if (db) options.db = db;
+  return options;
+}
+
+async function enqueue() {
+  const boss = await started(2);
+  const mode = p.CONFIG.transaction;
+  const send = async (spec, db) => {
+    const id = await boss.send(p.CONFIG.queue, p.body(spec), sendOptions(spec, db));
+    if (id === null) throw new Error(`refused: a job with singletonKey ${JSON.stringify(spec.dedupe_key)} exists`);
+    return id;
+  };
+  try {
+    if (!mode) return await p.acknowledgeEach(send);
+    // The caller's transaction: a node-postgres client of our own, handed to pg-boss as `db`.
+    const client = new pg.Client(p.pgOptions(p.CONFIG.dsn));
+    await client.connect();
+    try {
+      await client.query("BEGIN");
+      const db = { executeSql: (text, values) => client.query(text, values) };
+      await p.acknowledgeEach((spec) => send(spec, db), true);
+      await client.query(mode === "commit" ? "COMMIT" : "ROLLBACK");
+      p.transactionOutcome(mode);
+    } finally {
+      await client.end();
+    }
+  } finally {
+    await boss.stop({ graceful: false });
+  }
+}
+
+async function work() {
+  const concurrency = p.CONFIG.concurrency || 1;
+  // supervise: the monitor that fails (and so retries) expired jobs; every second, not every minute.
+  const boss = await started(p.CONFIG.pool_size ?? concurrency + 2, {
+    supervise: true, superviseIntervalSeconds: 1, monitorIntervalSeconds: 1, queueCacheIntervalSeconds: 1,
+    useListenNotify: true,
+  });
+  const history = new p.History(p.CONFIG.history, p.CONFIG.worker || "w");
+  const stopped = new Promise((resolve) => process.on("SIGTERM", resolve));
+  // pg-boss waits its polling interval after every fetch, even one that found work (with notify
+  // on, notifyPollingIntervalSeconds: 30 s by default), unless a burst trigger fires: a backlog
+  // would drain one job per interval per slot. burstWhenReadyExceeds: fetch on while jobs wait.
+  const poll = Math.max(0.5, (p.CONFIG.poll_interval_ms ?? 500) / 1000);
+  await boss.work(
+    p.CONFIG.queue,
+    {
+      batchSize: 1, localConcurrency: concurrency, pollingIntervalSeconds: poll,
+      notifyPollingIntervalSeconds: poll, burstWhenReadyExceeds: 1,
+    },
+    async ([job]) => {
+      if (!(await p.execute(history, job.data, job.retryCount + 1, job.id))) throw new Error("fails by script");
+    },
+  );
+  await stopped;
+  await boss.stop({ graceful: true, timeout: 30000 }); // stop fetching, finish the jobs in flight
+}
+
+
+await p.main({ info, prepare, enqueue, work });

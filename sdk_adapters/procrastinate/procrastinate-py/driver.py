@@ -1,0 +1,122 @@
+"""procrastinate through its own App, task, retry strategy and worker. A stalled-job sweeper,
+built from `JobManager.get_stalled_jobs` and `retry_job` as procrastinate's docs recommend,
+gives crashed workers' jobs back: procrastinate does not do that on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared" / "python"))
+
+import gauntlet_protocol as p
+from procrastinate import App, BaseRetryStrategy, PsycopgConnector, RetryDecision
+from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.jobs import Job
+from psycopg import AsyncConnection
+
+CAPABILITIES = [
+    "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
+    "crash_recovery", "listen_notify", "worker",
+]  # fmt: skip
+TASK = "gauntlet"
+
+
+class PerJobAttempts(BaseRetryStrategy):
+    """procrastinate's retry limit is per task; the protocol's max_attempts is per job, so it
+    travels in the task's arguments. Backoff: 1 s, 2 s, 3 s…"""
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
+        if job.attempts + 1 >= int(job.task_kwargs.get("max_attempts") or 1):
+            return None
+        return RetryDecision(retry_in={"seconds": job.attempts + 1})
+
+
+def make_app(pool_size: int) -> tuple[App, p.History]:
+    app = App(connector=PsycopgConnector(conninfo=p.CONFIG["dsn"], min_size=1, max_size=pool_size))
+    history = p.History(p.CONFIG.get("history", ""), p.CONFIG.get("worker", "w"))
+
+    @app.task(name=TASK, pass_context=True, retry=PerJobAttempts())
+    async def run(context: Any, body: Any, max_attempts: int) -> None:
+        job = context.job
+        if not await p.execute_async(history, body, job.attempts + 1, str(job.id)):
+            raise p.JobFailed(f"attempt {job.attempts + 1} fails by script")
+
+    return app, history
+
+
+def info() -> None:
+    p.emit({"protocol": p.PROTOCOL, "capabilities": CAPABILITIES})
+
+
+def prepare() -> None:
+    p.emit({"ok": True})  # procrastinate queues are just names on jobs
+
+
+async def enqueue() -> None:
+    app, _ = make_app(int(p.CONFIG.get("pool_size", 2)))
+    mode = p.CONFIG.get("transaction")
+    async with app.open_async():
+
+        async def send(spec: dict[str, Any], connection: AsyncConnection | None = None) -> int:
+            deferrer = app.configure_task(
+                TASK,
+                queue=p.CONFIG["queue"],
+                priority=int(spec.get("priority") or 0),  # higher first, as normalised
+                schedule_in={"milliseconds": int(spec.get("delay_ms") or 0)},
+                queueing_lock=spec.get("dedupe_key"),
+                connection=connection,
+            )
+            try:
+                return await deferrer.defer_async(body=p.body(spec), max_attempts=int(spec.get("max_attempts") or 1))
+            except AlreadyEnqueued as exc:
+                raise RuntimeError(f"refused by queueing_lock {spec['dedupe_key']!r}: {exc}") from exc
+
+        if not mode:
+            await p.acknowledge_each_async(send)
+            return
+        async with await AsyncConnection.connect(p.CONFIG["dsn"]) as conn:
+            await p.acknowledge_each_async(lambda spec: send(spec, conn), in_transaction=True)
+            await (conn.commit() if mode == "commit" else conn.rollback())
+        p.transaction_outcome(mode)
+
+
+async def sweep_stalled(app: App, stalled_after_s: float) -> None:
+    while True:
+        await asyncio.sleep(stalled_after_s / 2)
+        try:
+            for job in await app.job_manager.get_stalled_jobs(
+                queue=p.CONFIG["queue"], seconds_since_heartbeat=stalled_after_s
+            ):
+                await app.job_manager.retry_job(job)
+        except Exception as exc:  # a fault on the sweeper's connection: try again next round
+            print(f"stalled-job sweep failed: {exc!r}", file=sys.stderr, flush=True)
+
+
+async def work() -> None:
+    concurrency = int(p.CONFIG.get("concurrency", 1))
+    app, _ = make_app(int(p.CONFIG.get("pool_size", concurrency + 1)))
+    stalled_after = float(p.CONFIG.get("visibility_timeout_s", 30))
+    async with app.open_async():
+        sweeper = asyncio.create_task(sweep_stalled(app, stalled_after))
+        try:
+            await app.run_worker_async(
+                queues=[p.CONFIG["queue"]],
+                name=p.CONFIG.get("worker", "w"),
+                concurrency=concurrency,
+                fetch_job_polling_interval=float(p.CONFIG.get("poll_interval_ms", 500)) / 1000,
+                listen_notify=True,
+                update_heartbeat_interval=stalled_after / 4,
+                stalled_worker_timeout=stalled_after,
+                delete_jobs="never",
+                install_signal_handlers=True,  # SIGTERM: stop fetching, finish the jobs in flight
+            )
+        finally:
+            sweeper.cancel()
+
+
+
+if __name__ == "__main__":
+    p.main({"info": info, "prepare": prepare, "enqueue": enqueue, "work": work})

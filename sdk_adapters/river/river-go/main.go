@@ -1,0 +1,172 @@
+// The River driver: River's own client (riverpgxv5) inserts, works, retries and rescues.
+// Job args are the protocol's body under the kind "gauntlet", so riverqueue (Python) can
+// insert jobs this worker runs.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"gauntlet/protocol"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+)
+
+var cfg = protocol.LoadConfig()
+
+var capabilities = []string{"priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
+	"visibility_timeout", "crash_recovery", "listen_notify", "worker"}
+
+// gauntletArgs is the protocol's body; a dedupe key rides beside it, the only field River's
+// unique-by-args looks at (tagged river:"unique").
+type gauntletArgs struct {
+	protocol.Body
+	DedupeKey string `json:"dedupe_key,omitempty" river:"unique"`
+}
+
+func (gauntletArgs) Kind() string { return "gauntlet" }
+
+type gauntletWorker struct {
+	river.WorkerDefaults[gauntletArgs]
+	history *protocol.History
+}
+
+func (w *gauntletWorker) Work(ctx context.Context, job *river.Job[gauntletArgs]) error {
+	if !protocol.Execute(w.history, job.EncodedArgs, job.Attempt, strconv.FormatInt(job.ID, 10)) {
+		return fmt.Errorf("attempt %d fails by script", job.Attempt)
+	}
+	return nil
+}
+
+// linearRetry replaces River's attempt^4 backoff (16 s before a third attempt) with 1 s per attempt.
+type linearRetry struct{}
+
+func (linearRetry) NextRetry(job *rivertype.JobRow) time.Time {
+	return time.Now().Add(time.Duration(job.Attempt) * time.Second)
+}
+
+func client(db *pgxpool.Pool, config *river.Config) (*river.Client[pgx.Tx], error) {
+	config.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return river.NewClient(riverpgxv5.New(db), config)
+}
+
+func info() error {
+	return protocol.Info(capabilities)
+}
+
+func prepare() error {
+	protocol.Emit(map[string]any{"ok": true}) // River queues are made by the first job or worker
+	return nil
+}
+
+func insertOpts(spec protocol.Spec) *river.InsertOpts {
+	opts := &river.InsertOpts{Queue: cfg.Queue, Priority: 4 - max(0, min(3, spec.Priority))} // River: 1 runs first
+	if spec.DelayMS > 0 {
+		opts.ScheduledAt = time.Now().Add(time.Duration(spec.DelayMS) * time.Millisecond)
+	}
+	if spec.MaxAttempts != nil {
+		opts.MaxAttempts = *spec.MaxAttempts
+	}
+	if spec.DedupeKey != nil {
+		opts.UniqueOpts = river.UniqueOpts{ByArgs: true, ByQueue: true}
+	}
+	return opts
+}
+
+func enqueue() error {
+	ctx := context.Background()
+	db, err := protocol.Pool(ctx, cfg, 2)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rc, err := client(db, &river.Config{})
+	if err != nil {
+		return err
+	}
+	send := func(insert func(river.JobArgs, *river.InsertOpts) (*rivertype.JobInsertResult, error)) func(protocol.Spec) (string, error) {
+		return func(spec protocol.Spec) (string, error) {
+			args := gauntletArgs{Body: protocol.NewBody(spec)}
+			if spec.DedupeKey != nil {
+				args.DedupeKey = *spec.DedupeKey
+			}
+			res, err := insert(args, insertOpts(spec))
+			if err != nil {
+				return "", err
+			}
+			if res.UniqueSkippedAsDuplicate {
+				return "", fmt.Errorf("refused: job %d holds dedupe key %q", res.Job.ID, args.DedupeKey)
+			}
+			return strconv.FormatInt(res.Job.ID, 10), nil
+		}
+	}
+	if cfg.Transaction == nil {
+		direct := send(func(a river.JobArgs, o *river.InsertOpts) (*rivertype.JobInsertResult, error) {
+			return rc.Insert(ctx, a, o)
+		})
+		protocol.Specs(func(spec protocol.Spec) {
+			id, err := direct(spec)
+			protocol.Ack(spec.ID, id, err)
+		})
+		return nil
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	protocol.EnqueueInTransaction(ctx, cfg, tx, send(func(a river.JobArgs, o *river.InsertOpts) (*rivertype.JobInsertResult, error) {
+		return rc.InsertTx(ctx, tx, a, o)
+	}))
+	return nil
+}
+
+func work() error {
+	stop, cancel := protocol.StopContext()
+	defer cancel()
+	ctx := context.Background()
+	size := cfg.PoolSize
+	if size == 4 { // the default: one connection per slot plus the listener and the leader's
+		size = cfg.Concurrency + 2
+	}
+	db, err := protocol.Pool(ctx, cfg, size)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &gauntletWorker{history: protocol.OpenHistory(cfg)})
+	vt := time.Duration(cfg.VisibilityTimeoutS * float64(time.Second))
+	poll := time.Duration(cfg.PollIntervalMS) * time.Millisecond
+	rc, err := client(db, &river.Config{
+		ID:                cfg.Worker + "-" + strconv.Itoa(os.Getpid()),
+		Queues:            map[string]river.QueueConfig{cfg.Queue: {MaxWorkers: max(1, cfg.Concurrency)}},
+		Workers:           workers,
+		FetchCooldown:     min(poll, 100*time.Millisecond),
+		FetchPollInterval: poll,
+		// River's rescuer never rescues a job without a timeout, and wants RescueStuckJobsAfter >= JobTimeout.
+		JobTimeout:           vt,
+		RescueStuckJobsAfter: vt,
+		RetryPolicy:          linearRetry{},
+	})
+	if err != nil {
+		return err
+	}
+	if err := rc.Start(ctx); err != nil {
+		return err
+	}
+	<-stop.Done()
+	// Stop: no new jobs; the ones in flight finish (bounded by the harness's stop bound).
+	return rc.Stop(ctx)
+}
+
+func main() {
+	protocol.Main(map[string]func() error{"info": info, "prepare": prepare, "enqueue": enqueue, "work": work})
+}
