@@ -77,6 +77,13 @@ def test_delayed_jobs(workload: Workload) -> None:
         delay_tolerance_s=ACK_SLACK_S, delay_late_s=workload.contract.delay_granularity_s + LATE_SLACK_S
     )
     assert report.delay_violations == {}, f"started early (s): {report.delay_violations}"
+    if report.late_delays:
+        contract = workload.contract
+        report.notes.insert(
+            0,
+            f"allowed: the contract's delay granularity {contract.delay_granularity_s:g} s"
+            f" ({contract.delay_source or 'no source'}) + {LATE_SLACK_S:g} s",
+        )
     assert_holds(report, "lost", "late_delays", "stats_mismatches")
 
 
@@ -91,11 +98,17 @@ def test_dedupe_keys(workload: Workload) -> None:
     specs = [spec for _ in range(3) for key in DEDUPE_KEYS for spec in workload.specs(1, dedupe_key=key)]
     result = workload.enqueue(specs)
     accepted = [a for a in result.acks if a.ok]
-    workload.start(1, concurrency=2)
-    time.sleep(1.0)
-    workload.wait_until_done(30, settle_s=1.0)
-    workload.stop_all()
     key_of = {s["id"]: s["dedupe_key"] for s in specs}
+
+    def every_key_ran(history: History) -> bool:
+        return {key_of.get(r.id) for r in history.executions if r.outcome == "ok"} >= set(DEDUPE_KEYS)
+
+    workload.start(1, concurrency=2)
+    # An SDK may keep the acknowledged duplicates (never to run) or drop them: wait for one run
+    # per key, not for every acknowledged job, then long enough for a second run to show.
+    workload.wait_for(every_key_ran, bound_s=30)
+    time.sleep(1.0)
+    workload.stop_all()
     runs = {key: 0 for key in DEDUPE_KEYS}
     for run in workload.history().executions:
         if run.outcome == "ok" and run.id in key_of:

@@ -18,7 +18,7 @@ from typing import IO, Any
 from gauntlet.catalog import Contract
 from gauntlet.checker import Enqueued, History, Report, check, stats_mismatch
 from gauntlet.driver import Driver, DriverError, EnqueueResult, Worker
-from gauntlet.supervise import Completed, HelperTimeout, Supervisor
+from gauntlet.supervise import Completed, Helper, HelperTimeout, Supervisor
 
 WORKER_OPTIONS = {"visibility_timeout_s": 2, "poll_interval_ms": 20}
 LEASE_S = float(WORKER_OPTIONS["visibility_timeout_s"])
@@ -35,17 +35,18 @@ LATE_SLACK_S = 0.5
 STATS_BOUND_S = 3.0  # how long readings may take to agree with a history that no longer moves
 
 
-class TimedSupervisor:
+class TimedSupervisor(Supervisor):
     """Runs a driver command as `Supervisor.run` does, but reads its stdout line by line and
     notes the wall time each line arrived: an acknowledgement's time is when the SDK had the
-    job. Helpers are the wrapped supervisor's, so cleanup is unchanged."""
+    job. Helpers are started by (and belong to) the wrapped supervisor, so cleanup is unchanged."""
 
     def __init__(self, inner: Supervisor) -> None:
+        super().__init__(inner.log_dir)
         self.inner = inner
         self.lines: list[tuple[float, str]] = []
 
-    def spawn(self, *args: Any, **kwargs: Any) -> Any:
-        return self.inner.spawn(*args, **kwargs)
+    def spawn(self, name: str, argv: Sequence[str], **kwargs: Any) -> Helper:
+        return self.inner.spawn(name, argv, **kwargs)
 
     def run(
         self,
@@ -98,7 +99,7 @@ class TimedSupervisor:
 
     def ack_times(self) -> dict[str, float]:
         """Job id -> when its successful acknowledgement line arrived."""
-        times = {}
+        times: dict[str, float] = {}
         for at, raw in self.lines:
             try:
                 line = json.loads(raw)
@@ -155,7 +156,7 @@ class Workload:
         chosen = driver or self.driver
         clock = TimedSupervisor(chosen.supervisor)
         sent_at = time.time()
-        result = dataclasses.replace(chosen, supervisor=clock).enqueue(specs, transaction=transaction)  # type: ignore[arg-type]
+        result = dataclasses.replace(chosen, supervisor=clock).enqueue(specs, transaction=transaction)
         acked_at = clock.ack_times()
         for spec in specs:
             self.enqueued[spec["id"]] = Enqueued(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import signal
 import subprocess
@@ -34,6 +35,9 @@ from gauntlet.supervise import Helper, Supervisor
 
 MATRIX_KINDS = ("chaos", "e2e", "sql")  # longest first, when no earlier run says otherwise
 SESSION_BOUND_S = 45 * 60
+# One seed for the whole main job, the same by default from run to run: every SDK meets the
+# same fault schedule, verdicts compare across runs, and findings' rates are measured with it.
+DEFAULT_SEED = 4242
 INTERRUPT_GRACE_S = 60.0  # nox gives pytest as long (noxfile GRACE) before it escalates
 KILL_BOUND_S = 10.0  # after SIGKILL, how long to wait for the kernel to reap
 LIST_BOUND_S = 120.0
@@ -395,7 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=[], help="session names, kinds or tags to keep (default: all)")
     parser.add_argument("--jobs", type=int, help="sessions at a time (default: from the machine's cores and memory)")
     parser.add_argument("--ci-matrix", action="store_true", help="print the CI job matrix as JSON and exit")
+    parser.add_argument(
+        "--seed",
+        default=os.environ.get("GAUNTLET_SEED", str(DEFAULT_SEED)),
+        help=f"the workload and fault-schedule seed of every session (default {DEFAULT_SEED}, or 'random')",
+    )
     args = parser.parse_args(argv)
+    seed = random.SystemRandom().randrange(1, 10**6) if args.seed == "random" else int(args.seed)
+    os.environ["GAUNTLET_SEED"] = str(seed)  # every session inherits it: one schedule for every SDK
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
     try:
@@ -413,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     console.print(
         f"jobs: {jobs} at a time ({'--jobs' if args.jobs else 'default'}; {cores} cores, "
-        f"{memory / 2**30:.1f} GiB available); {len(matrix)} sessions, then the report",
+        f"{memory / 2**30:.1f} GiB available); {len(matrix)} sessions, then the report; seed {seed}",
         highlight=False,
     )
     queue = longest_first(matrix, previous_walls(layout.sessions_json))

@@ -6,7 +6,18 @@ import json
 
 import pytest
 
-from gauntlet.checker import Enqueued, History, check, percentile
+from gauntlet.checker import (
+    Enqueued,
+    History,
+    backoff_violations,
+    check,
+    delay_violations,
+    expected_counts,
+    late_delays,
+    percentile,
+    runs_by_job,
+    stats_mismatch,
+)
 
 
 def line(event: str, job: str, attempt: int, wall: float, pid: int = 1, **extra) -> str:
@@ -107,9 +118,101 @@ def test_backoff_gaps_shorter_than_the_policy() -> None:
     assert check(h, retries=True, min_backoff_s=0.05).backoff_violations == {}
 
 
+def test_backoff_is_the_shortest_gap_after_a_failure_and_a_retry_at_once_is_one() -> None:
+    spec = {"a": {"fail_times": 2, "max_attempts": 5}, "b": {"fail_times": 1, "max_attempts": 5}}
+    h = history(
+        {"a": "ok", "b": "ok"},
+        run("a", 0, 0.01, 1, "fail"),
+        run("a", 1.51, 1.52, 2, "fail"),  # waited 1.5 s
+        run("a", 1.54, 1.55, 3),  # retried at once
+        run("b", 0, 0.01, 1, "fail"),
+        run("b", 2.01, 2.02, 2),
+        **spec,
+    )
+    assert backoff_violations(h, runs_by_job(h), 1.0) == {"a": pytest.approx(0.02)}
+    assert backoff_violations(h, runs_by_job(h), 0.0) == {}, "a contract that declares no gap judges none"
+
+
+def test_a_run_after_a_success_is_a_duplicate_not_a_retry() -> None:
+    h = history({"a": "ok"}, run("a", 0, 0.01), run("a", 0.02, 0.03, 2), a={"max_attempts": 3})
+    assert backoff_violations(h, runs_by_job(h), 1.0) == {}
+    assert check(h).duplicated == {"a": 2}
+
+
 def test_delay_violation_is_a_start_before_its_time() -> None:
     h = history({"a": "ok", "b": "ok"}, run("a", 0.5, 1), run("b", 2.5, 3), a={"delay_ms": 2000}, b={"delay_ms": 2000})
     assert check(h).delay_violations == {"a": 1.5}
+
+
+def test_a_delay_counts_from_the_acknowledgement_when_it_was_timed() -> None:
+    # The driver took 0.5 s to start and honoured 80 % of a 3 s delay: from the enqueue call
+    # (sent_at 0) the job looks on time; from its acknowledgement (0.5) it is 0.6 s early.
+    h = history({"short": "ok", "fair": "ok"}, run("short", 2.9, 3), run("fair", 3.51, 3.6))
+    for job in ("short", "fair"):
+        h.enqueued[job] = Enqueued(job, "ok", sent_at=0.0, delay_ms=3000, acked_at=0.5)
+    runs = runs_by_job(h)
+    assert delay_violations(h, runs, 0.25) == {"short": pytest.approx(0.6)}
+    assert check(h, delay_tolerance_s=0.25).delay_violations == {"short": pytest.approx(0.6)}
+    untimed = History()
+    untimed.add_enqueued(Enqueued("short", "ok", sent_at=0.0, delay_ms=3000))
+    untimed.add_lines(run("short", 2.9, 3))
+    assert delay_violations(untimed, runs_by_job(untimed), 0.25) == {}, "from the call, start-up hides it"
+
+
+def test_a_late_delayed_start_counts_from_the_acknowledgement_only() -> None:
+    h = History()
+    h.add_enqueued(Enqueued("late", "ok", sent_at=0.0, delay_ms=1000, acked_at=0.5))
+    h.add_enqueued(Enqueued("ok", "ok", sent_at=0.0, delay_ms=1000, acked_at=0.5))
+    h.add_enqueued(Enqueued("untimed", "ok", sent_at=0.0, delay_ms=1000))
+    h.add_enqueued(Enqueued("undelayed", "ok", sent_at=0.0, acked_at=0.5))
+    for lines in (run("late", 3.0, 3.1), run("ok", 1.9, 2), run("untimed", 5, 6), run("undelayed", 9, 10)):
+        h.add_lines(lines)
+    assert late_delays(h, runs_by_job(h), 1.0) == {"late": pytest.approx(1.5)}
+    assert check(h).late_delays == {}, "lateness is judged only when a bound is given"
+    assert check(h, delay_late_s=1.0).late_delays == {"late": pytest.approx(1.5)}
+
+
+def test_stats_agree_with_a_backlog_and_with_jobs_waiting_for_a_retry() -> None:
+    h = history(
+        {"a": "ok", "b": "ok", "c": "ok", "d": "ok", "rolled": "fail"},
+        run("a", 0, 1),
+        run("b", 0, 1, 1, "fail"),  # waiting for its retry: still pending
+        run("c", 0, None),  # running
+        b={"fail_times": 1, "max_attempts": 3},
+    )
+    want = expected_counts(h)
+    assert (want.pending, want.succeeded, want.exhausted) == (3, 1, 0)
+    good = {"queued": 2, "running": 1, "succeeded": None, "failed": 0, "dead": None}
+    assert stats_mismatch(h, good) == []
+    assert stats_mismatch(h, {**good, "queued": 1, "running": 2}) == [], "queued or running: the sum is judged"
+    under = stats_mismatch(h, {**good, "queued": 1})
+    assert len(under) == 1 and "queued 1 + running 1 = 2, but the history has 3 pending" in under[0]
+    leaked = stats_mismatch(h, {**good, "queued": 3})  # the rolled-back job is queued after all
+    assert len(leaked) == 1
+
+
+def test_stats_count_exhausted_jobs_as_dead_or_failed_and_skip_what_is_not_kept() -> None:
+    h = history(
+        {"x": "ok", "y": "ok"},
+        *(run("x", n, n + 0.5, n, "fail") for n in (1, 2, 3)),
+        x={"fail_times": 9, "max_attempts": 3},
+    )
+    assert expected_counts(h).exhausted == 1 and expected_counts(h).pending == 1
+    assert stats_mismatch(h, {"queued": 1, "running": 0, "succeeded": 0, "failed": None, "dead": 1}) == []
+    assert stats_mismatch(h, {"queued": 1, "running": 0, "succeeded": 0, "failed": 1, "dead": None}) == []
+    wrong = stats_mismatch(h, {"queued": 1, "running": 0, "succeeded": 0, "failed": 0, "dead": 0})
+    assert len(wrong) == 1 and "out of attempts" in wrong[0]
+    not_kept = {"queued": None, "running": None, "succeeded": None, "failed": None, "dead": None}
+    assert stats_mismatch(h, not_kept) == []
+
+
+def test_stats_allow_an_indeterminate_enqueue_either_way() -> None:
+    h = history({"a": "ok", "maybe": "indeterminate"})
+    base = {"running": 0, "succeeded": None, "failed": None, "dead": None}
+    assert stats_mismatch(h, {**base, "queued": 1}) == []
+    assert stats_mismatch(h, {**base, "queued": 2}) == []
+    assert stats_mismatch(h, {**base, "queued": 0}) != []
+    assert stats_mismatch(h, {**base, "queued": 3}) != []
 
 
 def test_stuck_comes_from_the_final_stats_and_latency_from_starts() -> None:
@@ -133,3 +236,12 @@ def test_unknown_enqueue_outcomes_are_refused() -> None:
 def test_percentile_nearest_rank() -> None:
     assert percentile([], 50) is None
     assert percentile([3, 1, 2, 4], 50) == 2 and percentile([3, 1, 2, 4], 99) == 4
+
+
+def test_the_summary_counts_every_property() -> None:
+    h = history({"a": "ok"}, run("a", 3, 4), a={"delay_ms": 1000})
+    h.enqueued["a"] = Enqueued("a", "ok", sent_at=0.0, delay_ms=1000, acked_at=0.0)
+    report = check(h, delay_late_s=1.0)
+    report.stats_mismatches = ["a backlog: queued 0 + running 0 = 0, but the history has 1 pending"]
+    summary = report.summary()
+    assert summary["late_delays"] == 1 and summary["stats_mismatches"] == 1 and summary["lost"] == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,18 @@ def database(harness, request) -> str:
         f"proto_{system.name.replace('-', '_')}", lambda dsn: schemas.install(system, dsn, harness.supervisor)
     )
     return harness.databases.dsn(harness.databases.fresh(template, label="proto"))
+
+
+def known_finding(sdk: Sdk, row: str) -> str:
+    """The recorded finding (sdk_adapters/<system>/findings.toml) that explains this SDK failing `row`, if any."""
+    for finding in LOADED.findings():
+        if (
+            finding.system == sdk.system
+            and fnmatch(sdk.name, finding.sdk)
+            and any(fnmatch(row, r) for r in finding.rows)
+        ):
+            return f"{finding.system}/{finding.id}: {finding.summary[:200]}"
+    return ""
 
 
 def _history(path: Path, enqueued: list[Enqueued]) -> History:
@@ -116,6 +129,8 @@ def test_driver_conforms(sdk: Sdk, harness, database: str, tmp_path: Path) -> No
         assert {"event", "id", "attempt", "worker", "pid", "wall", "mono"} <= set(record)
     runs = runs_by_job(history)
     ran = {i for i, job_runs in runs.items() if any(r.outcome == "ok" for r in job_runs)}
+    if not wanted <= ran and (finding := known_finding(worker_sdk, "e2e/test_basic_wave")):
+        pytest.xfail(f"its worker runs no job, a known finding: {finding}")  # the SDK's bug, recorded
     assert wanted <= ran, f"enqueued jobs that never ran within {RUN_BOUND_S:g} s: {sorted(wanted - ran)}"
     assert set(runs) <= wanted, (
         f"jobs ran that were never acknowledged (t0 was rolled back): {sorted(set(runs) - wanted)}"
