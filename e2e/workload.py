@@ -4,21 +4,16 @@ checker. Scenarios say *what* to do; this says *how*, the same way for every SDK
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import random
-import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from gauntlet.catalog import Contract
 from gauntlet.checker import Enqueued, History, Report, check, stats_mismatch
 from gauntlet.driver import Driver, DriverError, EnqueueResult, Worker
-from gauntlet.supervise import Completed, Helper, HelperTimeout, Supervisor
 
 WORKER_OPTIONS = {"visibility_timeout_s": 2, "poll_interval_ms": 20}
 LEASE_S = float(WORKER_OPTIONS["visibility_timeout_s"])
@@ -33,92 +28,6 @@ CLOCK_SLACK_S = 0.1
 # Scheduling noise on a loaded 2-core machine, on top of a delayed job's declared lateness.
 LATE_SLACK_S = 0.5
 STATS_BOUND_S = 3.0  # how long readings may take to agree with a history that no longer moves
-
-
-class TimedSupervisor(Supervisor):
-    """Runs a driver command as `Supervisor.run` does, but reads its stdout line by line and
-    notes the wall time each line arrived: an acknowledgement's time is when the SDK had the
-    job. Helpers are started by (and belong to) the wrapped supervisor, so cleanup is unchanged."""
-
-    def __init__(self, inner: Supervisor) -> None:
-        super().__init__(inner.log_dir)
-        self.inner = inner
-        self.lines: list[tuple[float, str]] = []
-
-    def spawn(self, name: str, argv: Sequence[str], **kwargs: Any) -> Helper:
-        return self.inner.spawn(name, argv, **kwargs)
-
-    def run(
-        self,
-        name: str,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        input: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-        user: str | None = None,
-    ) -> Completed:
-        helper = self.inner.spawn(
-            name,
-            argv,
-            env=env,
-            cwd=cwd,
-            user=user,
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-        )
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            helper.kill()
-
-        timer = threading.Timer(timeout, expire)
-        feeder = threading.Thread(target=_feed, args=(helper.popen.stdin, input), daemon=True)
-        out = []
-        timer.start()
-        feeder.start()
-        try:
-            assert helper.popen.stdout is not None
-            for raw in helper.popen.stdout:
-                self.lines.append((time.time(), raw.decode(errors="replace")))
-                out.append(raw)
-            helper.popen.wait()
-        finally:
-            timer.cancel()
-            helper.kill()
-            feeder.join(5)
-        if expired.is_set():
-            raise HelperTimeout(
-                f"helper {name!r} (pid {helper.pid}) still running after {timeout:g} s; "
-                f"killed its process group (log: {helper.log_path})"
-            )
-        stdout = b"".join(out).decode(errors="replace")
-        return Completed(name, helper.popen.returncode, stdout, helper.log_path, helper.log_text())
-
-    def ack_times(self) -> dict[str, float]:
-        """Job id -> when its successful acknowledgement line arrived."""
-        times: dict[str, float] = {}
-        for at, raw in self.lines:
-            try:
-                line = json.loads(raw)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(line, dict) and line.get("ok") is True and isinstance(line.get("id"), str):
-                times.setdefault(line["id"], at)
-        return times
-
-
-def _feed(stdin: IO[bytes] | None, data: bytes | None) -> None:
-    if stdin is None:
-        return
-    try:
-        if data:
-            stdin.write(data)
-        stdin.close()
-    except (BrokenPipeError, ValueError, OSError):
-        pass  # the driver exited early; its exit code and log say why
 
 
 @dataclass
@@ -153,11 +62,9 @@ class Workload:
         """Enqueue and record each invocation's outcome; a driver that breaks down mid-way
         leaves the rest indeterminate and raises its error once they are recorded."""
         specs = list(specs)
-        chosen = driver or self.driver
-        clock = TimedSupervisor(chosen.supervisor)
         sent_at = time.time()
-        result = dataclasses.replace(chosen, supervisor=clock).enqueue(specs, transaction=transaction)
-        acked_at = clock.ack_times()
+        result = (driver or self.driver).enqueue(specs, transaction=transaction)
+        acked_at = {a.id: a.at for a in result.acks if a.ok and a.id is not None}
         for spec in specs:
             self.enqueued[spec["id"]] = Enqueued(
                 spec["id"],
@@ -194,8 +101,11 @@ class Workload:
 
     def recovery_bound_s(self) -> float:
         """How long after a worker's death its job may take to run again: the contract's
-        worst case for the lease the harness sets, plus the margin, capped."""
-        return min(self.contract.recovery_bound_s(LEASE_S) + MARGIN_S, WAIT_CAP_S)
+        worst case for the lease the harness sets, plus the margin. A contract whose bound is
+        beyond what any run waits (hours) cannot recover within the run, however long it
+        waits: then only the quiet bound, and the cell's note says why."""
+        declared = self.contract.recovery_bound_s(LEASE_S) + MARGIN_S
+        return declared if declared <= WAIT_CAP_S else self.quiet_bound_s()
 
     def recovery_note(self) -> str:
         """Says so when the contract's own bound is longer than any run waits."""

@@ -41,6 +41,7 @@ class Ack:
     ok: bool
     sdk_id: str | None = None
     error: str | None = None
+    at: float | None = None  # wall time the acknowledgement arrived: the SDK had the job by then
 
 
 @dataclass
@@ -98,7 +99,8 @@ class Driver:
 
     def _run(
         self, command: str, stdin: bytes | None = None, bound_s: float | None = None, **extra: Any
-    ) -> list[dict[str, Any]]:
+    ) -> list[tuple[float, dict[str, Any]]]:
+        """The command's JSON lines, each with the wall time it arrived."""
         bound_s = COMMAND_BOUND_S if bound_s is None else bound_s
         try:
             done = self.supervisor.run(
@@ -114,18 +116,18 @@ class Driver:
         except OSError as exc:  # e.g. the driver was never built
             raise DriverError(f"{self.name} {command}: cannot start {self._argv(command)[0]}: {exc}") from exc
         lines = [
-            _parse_line(self.name, command, n, line)
-            for n, line in enumerate(done.stdout.splitlines(), 1)
+            (at, _parse_line(self.name, command, n, line))
+            for n, (at, line) in enumerate(zip(done.arrivals, done.stdout.splitlines(), strict=False), 1)
             if line.strip()
         ]
         if done.returncode != 0:
-            said = next((str(line.get("error")) for line in lines if "error" in line), "")
+            said = next((str(line.get("error")) for _, line in lines if "error" in line), "")
             tail = "\n".join(done.log.splitlines()[-8:])
             raise DriverError(f"{self.name} {command} exited {done.returncode}: {said or tail} (log: {done.log_path})")
         return lines
 
     def info(self) -> dict[str, Any]:
-        lines = self._run("info")
+        lines = [line for _, line in self._run("info")]
         if len(lines) != 1:
             raise DriverError(f"{self.name} info: expected one line, got {len(lines)}")
         info = lines[0]
@@ -135,7 +137,7 @@ class Driver:
         return info
 
     def prepare(self) -> None:
-        lines = self._run("prepare")
+        lines = [line for _, line in self._run("prepare")]
         if lines != [{"ok": True}]:
             raise DriverError(f'{self.name} prepare: expected {{"ok": true}}, got {json.dumps(lines)[:300]}')
 
@@ -157,7 +159,7 @@ class Driver:
             lines, error = [], str(exc)
         acks: list[Ack] = []
         outcome = None
-        for number, line in enumerate(lines, 1):
+        for number, (at, line) in enumerate(lines, 1):
             if "transaction" in line and transaction:
                 outcome = str(line["transaction"])
                 continue
@@ -166,7 +168,7 @@ class Driver:
                     f"{self.name} enqueue: line {number} is not an acknowledgement: {json.dumps(line)[:300]}"
                 )
             sdk_id = line.get("sdk_id")
-            acks.append(Ack(line["id"], line["ok"], None if sdk_id is None else str(sdk_id), line.get("error")))
+            acks.append(Ack(line["id"], line["ok"], None if sdk_id is None else str(sdk_id), line.get("error"), at))
         if transaction and outcome is None and error is None:
             raise DriverError(f"{self.name} enqueue: asked for a transaction, got no transaction line")
         return EnqueueResult(acks, outcome, error)

@@ -14,11 +14,13 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from gauntlet import paths
 
@@ -51,6 +53,7 @@ class Completed:
     stdout: str
     log_path: Path
     log: str  # what this run wrote to its log (stderr)
+    arrivals: list[float] = field(default_factory=list)  # wall time each stdout line arrived
 
 
 class Helper:
@@ -167,7 +170,8 @@ class Supervisor:
         cwd: Path | None = None,
         user: str | None = None,
     ) -> Completed:
-        """Run to completion within `timeout` seconds, capturing stdout."""
+        """Run to completion within `timeout` seconds, capturing stdout line by line with the
+        time each line arrived (a driver's acknowledgement time is when the SDK had the job)."""
         helper = self.spawn(
             name,
             argv,
@@ -177,20 +181,35 @@ class Supervisor:
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
         )
-        try:
-            out, _ = helper.popen.communicate(input=input, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
             helper.kill()
-            helper.popen.communicate()
+
+        timer = threading.Timer(timeout, expire)
+        feeder = threading.Thread(target=_feed, args=(helper.popen.stdin, input), daemon=True)
+        lines: list[bytes] = []
+        arrivals: list[float] = []
+        timer.start()
+        feeder.start()
+        try:
+            assert helper.popen.stdout is not None
+            for raw in helper.popen.stdout:
+                arrivals.append(time.time())
+                lines.append(raw)
+            helper.popen.wait()
+        finally:
+            timer.cancel()
+            helper.kill()
+            feeder.join(5)
+        if expired.is_set():
             raise HelperTimeout(
                 f"helper {name!r} (pid {helper.pid}) still running after {timeout:g} s; "
                 f"killed its process group (log: {helper.log_path})"
-            ) from None
-        finally:
-            helper.kill()
-        return Completed(
-            name, helper.popen.returncode, out.decode(errors="replace"), helper.log_path, helper.log_text()
-        )
+            )
+        stdout = b"".join(lines).decode(errors="replace")
+        return Completed(name, helper.popen.returncode, stdout, helper.log_path, helper.log_text(), arrivals)
 
     def close(self, grace: float = 5.0) -> None:
         """Stop every helper still alive, newest first."""
@@ -202,3 +221,15 @@ class Supervisor:
 def _close_all() -> None:
     for supervisor in list(_live):
         supervisor.close(grace=2.0)
+
+
+def _feed(stdin: IO[bytes] | None, data: bytes | None) -> None:
+    """Writes a helper's stdin on a thread, so a helper that answers as it reads never blocks."""
+    if stdin is None:
+        return
+    try:
+        if data:
+            stdin.write(data)
+        stdin.close()
+    except (BrokenPipeError, ValueError, OSError):
+        pass  # the helper exited early; its exit code and log say why

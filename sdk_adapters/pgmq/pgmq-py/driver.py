@@ -12,7 +12,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared" / "python
 
 import gauntlet_protocol as p
 from pgmq import PGMQueue
-from psycopg import sql
 
 CAPABILITIES = ["fifo", "delay", "tx_enqueue", "visibility_timeout", "crash_recovery", "worker"]
 
@@ -81,7 +80,6 @@ def work() -> None:
         p.run_slots(slot)
     finally:
         client.close()
-
 
 
 if __name__ == "__main__":

@@ -117,6 +117,5 @@ async def work() -> None:
             sweeper.cancel()
 
 
-
 if __name__ == "__main__":
     p.main({"info": info, "prepare": prepare, "enqueue": enqueue, "work": work})

@@ -85,6 +85,5 @@ def enqueue() -> None:
         made.dispose()
 
 
-
 if __name__ == "__main__":
     p.main({"info": info, "prepare": prepare, "enqueue": enqueue})
