@@ -7,7 +7,7 @@ import threading
 import psycopg
 import pytest
 
-from gauntlet.driver import Driver
+from gauntlet.driver import HARNESS_APPLICATION, Driver
 
 from .workload import EXACTLY_ONCE, Workload, assert_holds
 
@@ -104,7 +104,9 @@ def test_large_payloads(workload: Workload, pad_bytes: int) -> None:
     assert not changed, f"payload changed on the way (sent, received): {changed[:3]}"
 
 
-BACKENDS = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+# The SDK's backends on the scenario's database: not this sampler's, not the harness's stats queries.
+BACKENDS = f"""SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND application_name IS DISTINCT FROM '{HARNESS_APPLICATION}'"""
 
 
 class PeakConnections(threading.Thread):

@@ -29,6 +29,9 @@ PROTOCOL_VERSION = 1
 COMMAND_BOUND_S = float(os.environ.get("GAUNTLET_COMMAND_BOUND_S", 60))
 STOP_BOUND_S = float(os.environ.get("GAUNTLET_STOP_BOUND_S", 30))
 STATS_KEYS = ("queued", "running", "succeeded", "failed", "dead")
+# The application_name of the harness's own connections (the stats query), so a scenario that
+# counts an SDK's connections can leave them out.
+HARNESS_APPLICATION = "gauntlet-harness"
 
 
 class DriverError(Exception):
@@ -181,7 +184,9 @@ class Driver:
         names = {k: sql.Identifier(v.format(queue=self.queue)) for k, v in query.identifiers.items()}
         statement = sql.SQL(query.sql).format(queue=sql.Literal(self.queue), **names)
         try:
-            with psycopg.connect(self.dsn, connect_timeout=10, autocommit=True) as conn:
+            with psycopg.connect(
+                self.dsn, connect_timeout=10, autocommit=True, application_name=HARNESS_APPLICATION
+            ) as conn:
                 cursor = conn.execute(statement)
                 row = cursor.fetchone()
                 columns = [c.name for c in cursor.description or []]
