@@ -47,6 +47,7 @@ class Execution:
     outcome: str | None = None  # ok / fail; None when the process died mid-run
     payload: Any = None
     has_payload: bool = False
+    seq: int = 0  # the start line's place in the history: breaks ties between equal clock readings
 
 
 @dataclass
@@ -76,7 +77,7 @@ class History:
                 self.malformed.append(raw.rstrip("\n")[:300])
                 continue
             if event == "start":
-                run = Execution(key[0], key[1], str(line.get("worker", "")), key[2], wall)
+                run = Execution(key[0], key[1], str(line.get("worker", "")), key[2], wall, seq=len(self.executions))
                 if "payload" in line:
                     run.payload, run.has_payload = line["payload"], True
                 self.executions.append(run)
@@ -141,7 +142,7 @@ def runs_by_job(history: History) -> dict[str, list[Execution]]:
     for run in history.executions:
         runs[run.id].append(run)
     for job_runs in runs.values():
-        job_runs.sort(key=lambda r: (r.start, r.attempt))
+        job_runs.sort(key=lambda r: (r.start, r.seq))
     return dict(runs)
 
 
@@ -193,8 +194,8 @@ def _inversions(order: list[str], expected_key: Mapping[str, tuple[Any, ...]]) -
 def order_inversions(history: History, runs: Runs, order: str) -> int:
     """Pairs of acknowledged jobs whose first starts are out of FIFO or priority order."""
     acked = acknowledged(history)
-    first_starts = sorted((job_runs[0].start, i) for i, job_runs in runs.items() if i in acked)
-    started = [i for _, i in first_starts]
+    first_starts = sorted((job_runs[0].start, job_runs[0].seq, i) for i, job_runs in runs.items() if i in acked)
+    started = [i for _, _, i in first_starts]
     key: dict[str, tuple[int, ...]]
     if order == "fifo":
         key = {i: (acked[i].index,) for i in started}

@@ -80,6 +80,15 @@ def test_fifo_inversions_count_pairs_out_of_enqueue_order() -> None:
     assert report.order_inversions == 2  # c before a, c before b
 
 
+def test_starts_on_the_same_clock_reading_keep_the_order_they_were_written_in() -> None:
+    # A driver whose clock is coarser than its jobs (Node's Date.now() has milliseconds): the
+    # history's line order, not the job id, says which started first.
+    in_order = history({"a": "ok", "b": "ok"}, run("b", 5, 5), run("a", 5, 5), b={"priority": 3})
+    assert check(in_order, order="priority").order_inversions == 0
+    reversed_ = history({"a": "ok", "b": "ok"}, run("b", 5, 5), run("a", 5, 5))
+    assert check(reversed_, order="fifo").order_inversions == 1
+
+
 def test_priority_inversions_use_the_normalised_priority() -> None:
     h = history(
         {"low": "ok", "high": "ok"}, run("low", 1, 2), run("high", 2, 3), low={"priority": 0}, high={"priority": 3}

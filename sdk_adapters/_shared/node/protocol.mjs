@@ -92,7 +92,8 @@ export class History {
     if (this.fd === null) return;
     const line = {
       event, id, attempt, worker: this.worker, pid: process.pid,
-      wall: Date.now() / 1000, mono: Number(process.hrtime.bigint() / 1000n) / 1e6, ...extra,
+      // performance.timeOrigin + now(): wall time in microseconds, as the protocol asks (Date.now() has milliseconds)
+      wall: (performance.timeOrigin + performance.now()) / 1000, mono: Number(process.hrtime.bigint() / 1000n) / 1e6, ...extra,
     };
     fs.writeSync(this.fd, JSON.stringify(line) + "\n");
   }
