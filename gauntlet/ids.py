@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SESSION_KINDS = ("sql", "e2e", "chaos", "bench", "report")  # the order the main job runs them in
 TARGET_KEY = {"sql": "system", "e2e": "sdk", "chaos": "sdk"}  # the parameter each per-target kind takes
 
 
