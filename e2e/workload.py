@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gauntlet.catalog import Contract
-from gauntlet.checker import Enqueued, History, Report, check, stats_mismatch
+from gauntlet.checker import Enqueued, GrowingFile, History, Report, check, stats_mismatch
 from gauntlet.driver import Driver, DriverError, EnqueueResult, Worker
 
 WORKER_OPTIONS = {"visibility_timeout_s": 2, "poll_interval_ms": 20}
@@ -44,6 +44,8 @@ class Workload:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.history_path = self.folder / "history.jsonl"
+        self._live = History()
+        self._growing = GrowingFile(self.history_path)
         self._serial = 0
         self.stats_problems: list[str] = []  # readings that disagreed with the history (compare_stats)
 
@@ -93,6 +95,16 @@ class Workload:
         return started
 
     def history(self) -> History:
+        """The history so far, brought up to date by reading only what the workers appended
+        since the last call. It is one live object: take what you need from it before the
+        next call. `report` reads the whole file afresh."""
+        self._live.enqueued = {}
+        for item in self.enqueued.values():
+            self._live.add_enqueued(item)
+        self._live.add_lines(self._growing.new_lines())
+        return self._live
+
+    def _full_history(self) -> History:
         history = History()
         for item in self.enqueued.values():
             history.add_enqueued(item)
@@ -198,14 +210,15 @@ class Workload:
         last: list[str] = []
         readings = 0
         while True:
-            before = self.history()
-            if while_ is not None and not while_(before):
+            history = self.history()
+            if while_ is not None and not while_(history):
                 break
+            before = _moves(history)
             stats = self.driver.stats()
-            after = self.history()
-            if _moves(before) == _moves(after):
+            history = self.history()
+            if before == _moves(history):
                 readings += 1
-                last = stats_mismatch(after, stats)
+                last = stats_mismatch(history, stats)
                 if not last:
                     self._record_stats(moment, "agree")
                     return True
@@ -244,7 +257,7 @@ class Workload:
         return seen[:limit]
 
     def report(self, with_stats: bool = True, **check_options: Any) -> Report:
-        history = self.history()
+        history = self._full_history()
         if with_stats:
             history.stats = self.driver.stats()
         report = check(history, **check_options)

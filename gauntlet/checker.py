@@ -56,6 +56,8 @@ class History:
     executions: list[Execution] = field(default_factory=list)
     stats: Mapping[str, int | None] | None = None
     malformed: list[str] = field(default_factory=list)
+    # Executions whose end line has not been read yet, so lines can arrive in several calls.
+    _open: dict[tuple[str, int, int], Execution] = field(default_factory=dict, repr=False)
 
     def add_enqueued(self, item: Enqueued) -> None:
         if item.outcome not in OUTCOMES:
@@ -63,8 +65,9 @@ class History:
         self.enqueued[item.id] = item
 
     def add_lines(self, lines: Iterable[str]) -> None:
-        """Pair start/end lines by (id, attempt, pid); a line that is not one is kept as malformed."""
-        open_runs: dict[tuple[str, int, int], Execution] = {}
+        """Pair start/end lines by (id, attempt, pid), across calls; a line that is not one is
+        kept as malformed."""
+        open_runs = self._open
         for raw in lines:
             if not raw.strip():
                 continue
@@ -91,6 +94,28 @@ class History:
     def add_file(self, path: Path) -> None:
         if path.exists():
             self.add_lines(path.read_text(encoding="utf-8", errors="replace").splitlines())
+
+
+@dataclass
+class GrowingFile:
+    """A history file the workers are still appending to, read from where the last read left
+    off: waits poll it every few milliseconds, and re-parsing all of it each time grows with
+    the run. Only whole lines are returned; a last line without its newline waits for it."""
+
+    path: Path
+    offset: int = 0
+    partial: bytes = b""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as file:
+                file.seek(self.offset)
+                data = file.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        *whole, self.partial = (self.partial + data).split(b"\n")
+        return [line.decode("utf-8", errors="replace") for line in whole]
 
 
 @dataclass

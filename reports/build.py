@@ -87,6 +87,18 @@ def sessions_in_run(candidates: list[SessionId], junit_dir: Path, sessions_json:
     return [s for s in candidates if (s.junit_file and (junit_dir / s.junit_file).exists()) or s.nox_name in listed]
 
 
+def earlier_files(junit_dir: Path, sessions_json: Path) -> tuple[str, list[str]]:
+    """The JUnit files older than the main job recorded in sessions.json (its start, and the
+    names): sessions it did not select left them from an earlier run, and the report merges
+    them all, so the reader must be told. No record: nothing can be said."""
+    try:
+        started = datetime.fromisoformat(json.loads(sessions_json.read_text())["started"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return "", []
+    files = sorted(path.name for path in junit_dir.glob("*.xml") if path.stat().st_mtime < started.timestamp())
+    return started.isoformat(timespec="seconds"), files
+
+
 def collect_rows(session: SessionId) -> list[RowId]:
     """The rows a session should make: its system's pgTAP files, or its pytest catalog as
     collected for its SDK (no database needed)."""
@@ -190,7 +202,11 @@ def main(argv: list[str] | None = None, rows: RowSource = collect_rows) -> int:
     changed = matrix.apply_baseline(cells, json.loads(args.baseline.read_text())) if args.baseline else 0
 
     seeds = sorted({c.properties.get("seed", "") for c in cases if c.properties.get("seed")})
-    data = matrix.as_json(run_facts(",".join(seeds)), loaded.systems, columns, cells, other, known)
+    facts = run_facts(",".join(seeds))
+    job_started, earlier = earlier_files(args.junit, args.out / "sessions.json")
+    if earlier:
+        facts["earlier_junit"] = {"job_started": job_started, "files": earlier}
+    data = matrix.as_json(facts, loaded.systems, columns, cells, other, known)
     (args.out / "matrix.json").write_text(json.dumps(data, indent=2))
     dev_data = [asdict(d) for d in deviations]
     (args.out / "matrix.md").write_text(render.markdown(data, dev_data))
@@ -202,6 +218,11 @@ def main(argv: list[str] | None = None, rows: RowSource = collect_rows) -> int:
 
     files = len(list(args.junit.glob("*.xml")))
     print(f"merged {merged_count} test cases from {files} files into {args.out / 'merged.xml'}")
+    if earlier:
+        print(
+            f"merged {len(earlier)} of them from an earlier run (older than this job's start, {job_started}): "
+            f"{', '.join(earlier)}"
+        )
     for d in deviations:
         print(f"deviation ({d.kind}): {d.row} × {d.sdk} is {d.verdict or '-'} — {d.detail}")
     if changed:

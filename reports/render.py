@@ -127,6 +127,17 @@ def _md_findings(matrix: dict[str, Any]) -> list[str]:
     return out
 
 
+def earlier_note(run: dict[str, Any]) -> str:
+    """Says which results an earlier run left (the main job ran only some sessions)."""
+    earlier = run.get("earlier_junit")
+    if not earlier:
+        return ""
+    return (
+        f"{len(earlier['files'])} JUnit file(s) come from an earlier run (older than this job's start,"
+        f" {earlier['job_started']}): {', '.join(earlier['files'])}"
+    )
+
+
 def markdown(matrix: dict[str, Any], deviations: list[dict[str, Any]]) -> str:
     cells = _index(matrix)
     findings = _findings(matrix)
@@ -143,6 +154,8 @@ def markdown(matrix: dict[str, Any], deviations: list[dict[str, Any]]) -> str:
         "bug, limit (documented), hazard (a default), unreleased (fixed upstream).",
         "",
     ]
+    if earlier := earlier_note(run):
+        out += [f"**{earlier}**", ""]
     out += ["| scenario | " + " | ".join(sdks) + " | row |", "|" + "---|" * (len(sdks) + 2)]
     suite = None
     for row, topology, label in _lines(matrix):
@@ -368,6 +381,7 @@ def dashboard(matrix: dict[str, Any], deviations: list[dict[str, Any]], bench: d
         f"commit {_e(str(run.get('git_sha', ''))[:10])} · PostgreSQL {_e(run.get('postgres_version', ''))}"
         f" · seed {_e(run.get('seed', ''))}</div>",
         "<div class=tot><b>" + _e(summary_line(totals(matrix)[2])) + "</b></div>",
+        f"<div class=warn>{_e(earlier_note(run))}</div>" if earlier_note(run) else "",
         "<div class=legend>"
         + "".join(f'<span><b style="color:{COLOUR[v]}">{SYMBOL[v]}</b> {v}</span>' for v in VERDICTS)
         + "<span>◆ names its finding's kind: bug, limit (documented), hazard (a default), "

@@ -8,6 +8,7 @@ import pytest
 
 from gauntlet.checker import (
     Enqueued,
+    GrowingFile,
     History,
     backoff_violations,
     check,
@@ -254,3 +255,20 @@ def test_the_summary_counts_every_property() -> None:
     report.stats_mismatches = ["a backlog: queued 0 + running 0 = 0, but the history has 1 pending"]
     summary = report.summary()
     assert summary["late_delays"] == 1 and summary["stats_mismatches"] == 1 and summary["lost"] == 0
+
+
+def test_a_growing_file_is_read_once_and_only_in_whole_lines(tmp_path) -> None:
+    """Waits read only what was appended; a line still being written waits for its newline,
+    and a start and its end read in different calls still pair up."""
+    path = tmp_path / "history.jsonl"
+    growing, h = GrowingFile(path), History()
+    assert growing.new_lines() == []  # no file yet
+    start, end = run("a", 1.0, 2.0)
+    path.write_text(start + "\n" + end[:10])
+    h.add_lines(growing.new_lines())
+    assert [(r.id, r.end) for r in h.executions] == [("a", None)] and not h.malformed
+    with path.open("a") as file:
+        file.write(end[10:] + "\n")
+    h.add_lines(growing.new_lines())
+    assert [(r.id, r.end, r.outcome) for r in h.executions] == [("a", 2.0, "ok")] and not h.malformed
+    assert growing.new_lines() == []

@@ -10,8 +10,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +321,24 @@ def test_a_partial_junit_file_leaves_not_run_errors_and_fails_the_report(tmp_pat
     assert got.cell("interop/worker=pgmq-py", "pgmq-go")["message"] == "not run"
     assert not [c for c in got.data["cells"] if c["sdk"] == "other-py"], "nobody asked for other-py's sessions"
     assert "not run" in got.md and "not run" in got.html
+
+
+def test_a_report_over_an_earlier_runs_junit_files_says_so(tmp_path: Path, adapters: Path) -> None:
+    """`run --only pgmq-py` reruns one SDK; the other files are an earlier run's and the report
+    names them (console, matrix.json, matrix.md, dashboard); files this job wrote are not named."""
+    inputs = tmp_path / "junit"
+    inputs.mkdir()
+    old = inputs / "e2e-pgmq-go.xml"
+    old.write_text(junit_file(case_xml("test_basic_wave")))
+    os.utime(old, (time.time() - 3600,) * 2)
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sessions.json").write_text(json.dumps({"started": started.isoformat(), "sessions": []}))
+    got = report(tmp_path, {"e2e-pgmq-py.xml": junit_file(case_xml("test_basic_wave"))})
+    assert got.data["run"]["earlier_junit"]["files"] == ["e2e-pgmq-go.xml"]
+    assert "e2e-pgmq-go.xml" in got.md and "from an earlier run" in got.html
+    assert "e2e-pgmq-py.xml" not in got.data["run"]["earlier_junit"]["files"]
 
 
 def test_a_catalog_that_cannot_be_collected_is_an_error_cell(tmp_path: Path, adapters: Path) -> None:
