@@ -68,6 +68,14 @@ def e2e(session: nox.Session, sdk: str) -> None:
     _pytest(session, "e2e", f"--sdk={sdk}", "--rerun-failures", junit=SessionId("e2e", sdk).junit_file)
 
 
+@nox.session(tags=["pgbouncer"])
+@nox.parametrize("sdk", SDK_PARAMS)
+def pgbouncer(session: nox.Session, sdk: str) -> None:
+    """The E2E scenario catalog for one SDK through a PgBouncer in transaction mode."""
+    junit = SessionId("pgbouncer", sdk).junit_file
+    _pytest(session, "e2e", f"--sdk={sdk}", "--topology=pgbouncer", "--rerun-failures", junit=junit)
+
+
 if any((paths.ROOT / "chaos").glob("test_*.py")):  # sessions appear with the first chaos scenario
 
     @nox.session(tags=["chaos"])

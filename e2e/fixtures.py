@@ -9,6 +9,7 @@ import random
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,17 +18,25 @@ from gauntlet import catalog, schemas
 from gauntlet.catalog import Catalog, Contract, Sdk, System
 from gauntlet.driver import Driver, DriverError
 from gauntlet.pg import Harness
+from gauntlet.pgbouncer import PgBouncer
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--sdk", help="the SDK adapter under test (a folder name in sdk_adapters/)")
     parser.addoption("--seed", type=int, default=None, help="workload seed (default: random, recorded)")
+    parser.addoption(
+        "--topology",
+        choices=("direct", "pgbouncer"),
+        default="direct",
+        help="how the SDK reaches PostgreSQL: direct, or through a PgBouncer in transaction mode (e2e)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "needs(*capabilities): not applicable unless the SDK declares them ('a|b': either)"
     )
+    config.addinivalue_line("markers", "direct_only(why): not applicable through a pooler, for the reason given")
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +47,19 @@ def seed(pytestconfig: pytest.Config) -> int:
         if chosen is not None
         else int(os.environ.get("GAUNTLET_SEED", random.SystemRandom().randrange(1, 10**6)))
     )
+
+
+@pytest.fixture(scope="session")
+def pooler(harness: Harness, pytestconfig: pytest.Config) -> Iterator[PgBouncer | None]:
+    """The PgBouncer the SDK connects through (--topology pgbouncer), else None."""
+    if pytestconfig.getoption("--topology") != "pgbouncer":
+        yield None
+        return
+    bouncer = PgBouncer(harness.supervisor, harness.server).start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
 
 
 @pytest.fixture(scope="session")
@@ -90,10 +112,13 @@ def properties_and_capabilities(request: pytest.FixtureRequest, record_property,
         ("language", manifest.language),
         ("scenario", request.node.originalname),
         ("suite", suite_of(request)),
-        ("topology", "toxiproxy" if suite_of(request) == "chaos" else "direct"),
+        ("topology", topology_of(request)),
         ("seed", seed),
     ):
         record_property(key, value)
+    direct_only = request.node.get_closest_marker("direct_only")
+    if direct_only and topology_of(request) == "pgbouncer":
+        pytest.skip(f"not applicable through PgBouncer: {direct_only.args[0]}")
     marker = request.node.get_closest_marker("needs")
     if marker:
         info = request.getfixturevalue("sdk_info")
@@ -105,6 +130,11 @@ def properties_and_capabilities(request: pytest.FixtureRequest, record_property,
         if missing:
             pytest.skip(f"not applicable: {manifest.name} does not declare {', '.join(missing)}")
     yield
+
+
+def topology_of(request: pytest.FixtureRequest) -> str:
+    """The chaos catalog always runs through Toxiproxy; the E2E catalog directly or through PgBouncer."""
+    return "toxiproxy" if suite_of(request) == "chaos" else str(request.config.getoption("--topology"))
 
 
 def suite_of(request: pytest.FixtureRequest) -> str:
@@ -131,10 +161,17 @@ def queue_name() -> str:
 
 
 @pytest.fixture
-def driver(manifest: Sdk, harness: Harness, database: str, queue_name: str, sdk_info: dict) -> Driver:
+def driver(
+    manifest: Sdk, harness: Harness, database: str, queue_name: str, sdk_info: dict, pooler: PgBouncer | None
+) -> Driver:
+    """The SDK on the scenario's database, through the pooler when there is one (the harness's
+    own stats query always goes straight to PostgreSQL)."""
     # The visibility timeout goes to every command: some SDKs (pg-boss) fix it when a queue is made.
-    options = {"visibility_timeout_s": WORKER_OPTIONS["visibility_timeout_s"]}
-    made = Driver(manifest, harness.supervisor, database, queue_name, options=options)
+    options: dict[str, Any] = {"visibility_timeout_s": WORKER_OPTIONS["visibility_timeout_s"]}
+    dsn = pooler.dsn(database) if pooler else database
+    if pooler:  # the driver applies the settings its SDK documents for poolers (declared in its tuning)
+        options["pooler"] = "pgbouncer"
+    made = Driver(manifest, harness.supervisor, dsn, queue_name, options=options, stats_dsn=database)
     made.prepare()
     return made
 
@@ -147,7 +184,9 @@ def partner(driver: Driver, sdk_info: dict, loaded: Catalog) -> Driver | None:
         worker = loaded.sdk(sdk_info["works_with"])
     except catalog.CatalogError as exc:
         pytest.fail(f"{driver.name} works with {sdk_info['works_with']!r}: {exc}", pytrace=False)
-    return Driver(worker, driver.supervisor, driver.dsn, driver.queue, options=driver.options)
+    return Driver(
+        worker, driver.supervisor, driver.dsn, driver.queue, options=driver.options, stats_dsn=driver.stats_dsn
+    )
 
 
 @pytest.fixture

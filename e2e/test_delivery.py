@@ -124,6 +124,7 @@ class PeakConnections(threading.Thread):
 
 
 @pytest.mark.needs("worker")
+@pytest.mark.direct_only("the backends it would count are the bouncer's server connections, not the SDK's pool")
 def test_pool_exhaustion(workload: Workload) -> None:
     """Concurrency 8 on a pool of 2: jobs queue for connections (no errors, nothing lost), and
     the worker stays within the pool it was given."""

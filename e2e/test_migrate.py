@@ -10,6 +10,7 @@ from gauntlet.catalog import Sdk, System
 from gauntlet.driver import Driver
 from gauntlet.pg import Harness
 
+INSTALLER_DIRECT = "the harness runs each system's installer straight to PostgreSQL in every topology"
 OBJECTS = """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"""
 
@@ -19,6 +20,7 @@ def relations(dsn: str) -> int:
         return int(conn.execute(OBJECTS).fetchone()[0])
 
 
+@pytest.mark.direct_only(INSTALLER_DIRECT)
 def test_migrate_twice(harness: Harness, manifest: Sdk, system: System, database: str, queue_name: str) -> None:
     """The installer run again does what its system declares (idempotent: succeeds; refuses:
     exits non-zero) and changes no object; the driver's prepare, run twice, changes nothing the second time."""
@@ -38,6 +40,7 @@ def test_migrate_twice(harness: Harness, manifest: Sdk, system: System, database
     assert relations(database) == once, f"a second prepare changed the relations ({once} before it)"
 
 
+@pytest.mark.direct_only(INSTALLER_DIRECT)
 def test_failed_migration_leaves_nothing_half_made(harness: Harness, system: System) -> None:
     """An install that fails part-way (the database refuses new objects half-way through) rolls back whole."""
     name = harness.databases.fresh(label="half")

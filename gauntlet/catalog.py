@@ -38,6 +38,9 @@ class CatalogError(Exception):
     """A system, manifest or findings file that cannot be used; the message names file and field."""
 
 
+POOLER_TOPOLOGIES = ("pgbouncer",)  # where a driver may apply settings of its own (config key `pooler`)
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting a driver changes from the SDK's default, and why."""
@@ -47,6 +50,7 @@ class Setting:
     value: str
     why: str
     source: str
+    topology: str = ""  # set: the driver changes it only there (a pooler setting the SDK documents)
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class Finding:
     workaround: str
     reproduce: str
     rate: str = ""  # measured failure rate of an intermittent finding, e.g. "4/5 runs"
+    topologies: tuple[str, ...] = ()  # where it holds (e.g. only through PgBouncer); empty: everywhere
 
     @property
     def intermittent(self) -> bool:
@@ -120,9 +125,13 @@ class Finding:
         """Its sdk pattern applies within its own system only."""
         return system == self.system and wildcard(self.sdk, sdk)
 
-    def covers(self, row: str, sdk: str, system: str) -> bool:
-        """Whether this finding speaks for the cell (row, sdk) of an SDK of `system`."""
-        return self.speaks_for(sdk, system) and any(wildcard(pattern, row) for pattern in self.rows)
+    def covers(self, row: str, sdk: str, system: str, topology: str = "direct") -> bool:
+        """Whether this finding speaks for the cell (row, sdk, topology) of an SDK of `system`."""
+        return (
+            self.speaks_for(sdk, system)
+            and (not self.topologies or topology in self.topologies)
+            and any(wildcard(pattern, row) for pattern in self.rows)
+        )
 
 
 def wildcard(pattern: str, value: str) -> bool:
@@ -283,7 +292,11 @@ def _tuning(path: Path, raw: object) -> tuple[Setting, ...]:
         missing = {"name", "default", "value", "why", "source"} - set(item)
         if missing:
             raise CatalogError(f"{path}: tuning {n} ({item.get('name', '?')}) lacks {sorted(missing)}")
-        out.append(Setting(*(str(item[k]) for k in ("name", "default", "value", "why", "source"))))
+        topology = str(item.get("topology", ""))
+        if topology not in ("", *POOLER_TOPOLOGIES):
+            raise CatalogError(f"{path}: tuning {n} ({item['name']}): topology must be one of {POOLER_TOPOLOGIES}")
+        fields = {k: str(item[k]) for k in ("name", "default", "value", "why", "source")}
+        out.append(Setting(**fields, topology=topology))
     return tuple(out)
 
 
@@ -348,6 +361,7 @@ def _findings(path: Path, system: str) -> tuple[Finding, ...]:
                 workaround=str(item.get("workaround", "")),
                 reproduce=str(item["reproduce"]),
                 rate=str(item.get("rate", "")),
+                topologies=_strings(path, item, "topology") if "topology" in item else (),
             )
         )
     return tuple(out)

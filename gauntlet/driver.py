@@ -84,6 +84,9 @@ class Driver:
     dsn: str
     queue: str = "gauntlet"
     options: dict[str, Any] = field(default_factory=dict)
+    # Where the harness's own stats query goes: straight to PostgreSQL, past a pooler the SDK
+    # is tested through (None: the SDK's own DSN).
+    stats_dsn: str | None = None
 
     @property
     def name(self) -> str:
@@ -185,7 +188,7 @@ class Driver:
         statement = sql.SQL(query.sql).format(queue=sql.Literal(self.queue), **names)
         try:
             with psycopg.connect(
-                self.dsn, connect_timeout=10, autocommit=True, application_name=HARNESS_APPLICATION
+                self.stats_dsn or self.dsn, connect_timeout=10, autocommit=True, application_name=HARNESS_APPLICATION
             ) as conn:
                 cursor = conn.execute(statement)
                 row = cursor.fetchone()

@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-TARGET_KEY = {"sql": "system", "e2e": "sdk", "chaos": "sdk"}  # the parameter each per-target kind takes
+TARGET_KEY = {"sql": "system", "e2e": "sdk", "chaos": "sdk", "pgbouncer": "sdk"}  # each per-target kind's parameter
+# The topology a kind's cells record (e2e/fixtures.py), where it is not `direct`, and the pytest
+# catalog a kind runs, where it is not its own name: `pgbouncer` is the E2E catalog through PgBouncer.
+KIND_TOPOLOGY = {"chaos": "toxiproxy", "pgbouncer": "pgbouncer"}
+KIND_CATALOG = {"pgbouncer": "e2e"}
 
 
 @dataclass(frozen=True, order=True)
@@ -26,6 +30,21 @@ class SessionId:
         key = TARGET_KEY.get(kind)
         spec = listed.get("call_spec") or {}
         return cls(kind, str(spec.get(key, "")) if key else "")
+
+    @classmethod
+    def making(cls, suite: str, target: str, topology: str = "direct") -> SessionId:
+        """The session whose cells have this suite and topology (interop cells come from the E2E catalog)."""
+        kind = next((k for k, t in KIND_TOPOLOGY.items() if t == topology), "e2e" if suite == "interop" else suite)
+        return cls(kind, target)
+
+    @property
+    def topology(self) -> str:
+        return KIND_TOPOLOGY.get(self.kind, "direct")
+
+    @property
+    def catalog(self) -> str:
+        """The pytest folder (or, for sql, the suite) the session runs."""
+        return KIND_CATALOG.get(self.kind, self.kind)
 
     @property
     def nox_name(self) -> str:

@@ -81,7 +81,10 @@ def _a_known_finding(item: pytest.Item, report: pytest.TestReport) -> bool:
     row = RowId.interop(props["worker_sdk"]) if suite == "interop" else RowId(suite, item.name)
     system = props.get("system", "")
     findings = catalog.load().findings()
-    return any(f.expects_verdict and f.verdict == "fail" and f.covers(str(row), sdk, system) for f in findings)
+    topology = props.get("topology", "direct")
+    return any(
+        f.expects_verdict and f.verdict == "fail" and f.covers(str(row), sdk, system, topology) for f in findings
+    )
 
 
 @pytest.fixture(scope="session")

@@ -106,7 +106,9 @@ def collect_rows(session: SessionId) -> list[RowId]:
         files = (SQL_TESTS / session.target).rglob("*.sql")
         return sorted(RowId("sql", f"{session.target}/{path.stem}") for path in files)
     argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    argv += [session.kind, f"--sdk={session.target}"]
+    argv += [session.catalog, f"--sdk={session.target}"]
+    if session.catalog == "e2e":  # the chaos catalog has one topology
+        argv.append(f"--topology={session.topology}")
     try:
         run = subprocess.run(argv, cwd=paths.ROOT, capture_output=True, text=True, timeout=COLLECT_BOUND_S, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -114,10 +116,10 @@ def collect_rows(session: SessionId) -> list[RowId]:
     if run.returncode not in (0, 5):  # 5: nothing collected
         last = (run.stdout + run.stderr).strip().splitlines()[-1:] or [""]
         raise CollectError(
-            f"pytest --collect-only {session.kind} --sdk={session.target} exited {run.returncode}: {last[0]}"
+            f"pytest --collect-only {session.catalog} --sdk={session.target} exited {run.returncode}: {last[0]}"
         )
     nodes = takewhile(bool, run.stdout.splitlines())  # node ids, then a blank line and the summary
-    return [matrix.row_of_node(session.kind, node) for node in nodes if "::" in node]
+    return [matrix.row_of_node(session.catalog, node) for node in nodes if "::" in node]
 
 
 def expected(sessions: list[SessionId], source: RowSource) -> dict[SessionId, matrix.Expected]:

@@ -26,8 +26,6 @@ TITLES = {
     "interop": "jobs enqueued by the column's SDK, worked by the row's",
 }
 SEVERITY = {"error": 5, "fail": 4, "flaky": 3, "pass": 2, "known": 1, "n/a": 0}
-TOPOLOGY = {"chaos": "toxiproxy"}  # as e2e/fixtures.py records it; every other suite runs direct
-SESSION_KIND = {"interop": "e2e"}  # the session kind that makes a suite's cells, where they differ
 NOT_RUN = "not run"
 CATALOG_ROW = RowId("catalog", "load")
 
@@ -96,11 +94,14 @@ def columns_for(loaded: Catalog) -> list[Column]:
 
 
 def sessions_of(columns: list[Column]) -> list[SessionId]:
-    """The matrix sessions the valid columns can have: sql per system, e2e and chaos per SDK."""
+    """The matrix sessions the valid columns can have: sql per system, e2e (direct and through
+    PgBouncer) and chaos per SDK."""
     valid = [c for c in columns if not c.error]
     systems = sorted({c.system for c in valid})
     sdks = [c.name for c in valid if c.language != "sql"]
-    return [SessionId("sql", s) for s in systems] + [SessionId(k, s) for k in ("e2e", "chaos") for s in sdks]
+    return [SessionId("sql", s) for s in systems] + [
+        SessionId(k, s) for k in ("e2e", "pgbouncer", "chaos") for s in sdks
+    ]
 
 
 def columns_of(session: SessionId, columns: list[Column]) -> list[Column]:
@@ -109,16 +110,14 @@ def columns_of(session: SessionId, columns: list[Column]) -> list[Column]:
     return [c for c in columns if not c.error and key(c) == session.target]
 
 
-def session_of(row: RowId, column: Column) -> SessionId:
+def session_of(cell: CellId, column: Column) -> SessionId:
     """The session that makes a cell (its log is the cell's log); a junit/collect row names its kind."""
-    kind = row.name if row.suite in ("junit", "collect") else SESSION_KIND.get(row.suite, row.suite)
-    if kind == "bench":
+    row = cell.row
+    if row.suite in ("junit", "collect"):
+        return SessionId(row.name, column.system if row.name == "sql" else column.name)
+    if row.suite == "bench":
         return SessionId("bench")
-    return SessionId(kind, column.system if kind == "sql" else column.name)
-
-
-def topology_of(suite: str) -> str:
-    return TOPOLOGY.get(suite, "direct")
+    return SessionId.making(row.suite, column.system if row.suite == "sql" else column.name, cell.topology)
 
 
 def row_id(suite: str, case_name: str, worker_sdk: str = "") -> RowId:
@@ -154,11 +153,11 @@ def _cells_of(case: Case, columns: list[Column], by_file: dict[str, SessionId]) 
     placed = _row_of(case)
     if case.unreadable:  # a session's file, when its name says whose
         session = by_file.get(case.file, SessionId(""))
-        row, topology = RowId("junit", session.kind), topology_of(session.kind)
+        row, topology = RowId("junit", session.kind), session.topology
     elif placed is not None:
         key = "system" if placed.suite == "sql" else "sdk"
-        session = SessionId(SESSION_KIND.get(placed.suite, placed.suite), case.properties.get(key, ""))
-        row, topology = placed, case.properties.get("topology") or topology_of(placed.suite)
+        topology = case.properties.get("topology") or SessionId.making(placed.suite, "").topology
+        session, row = SessionId.making(placed.suite, case.properties.get(key, ""), topology), placed
     else:
         return []
     return [CellId(row, c.name, topology) for c in columns_of(session, columns)]
@@ -199,8 +198,7 @@ def place(cases: list[Case], columns: list[Column], logs: dict[SessionId, str]) 
         if not targets:
             other.append(Other(case.file, case.suite, case.name, case.verdict, case.message, case.duration_s))
     cells = [
-        _aggregate(cell, group, logs.get(session_of(cell.row, by_name[cell.sdk]), ""))
-        for cell, group in grouped.items()
+        _aggregate(cell, group, logs.get(session_of(cell, by_name[cell.sdk]), "")) for cell, group in grouped.items()
     ]
     return cells, other
 
@@ -215,10 +213,10 @@ def missing_cells(
         log = logs.get(session, "")
         for column in columns_of(session, columns):
             if rows.error:
-                cell = CellId(RowId("collect", session.kind), column.name, topology_of(session.kind))
+                cell = CellId(RowId("collect", session.kind), column.name, session.topology)
                 out.append(Cell(cell, "error", None, f"could not list {session}'s cells: {rows.error}", log=log))
             for row in rows.rows:
-                cell = CellId(row, column.name, topology_of(row.suite))
+                cell = CellId(row, column.name, session.topology)
                 if cell not in have:
                     out.append(Cell(cell, "error", None, NOT_RUN, log=log))
     return out
@@ -247,18 +245,18 @@ class Known:
     def in_scope(self, finding: Finding, sdk: str) -> bool:
         return finding.speaks_for(sdk, self.system_of.get(sdk, ""))
 
-    def covers(self, finding: Finding, row: RowId, sdk: str) -> bool:
-        return finding.covers(str(row), sdk, self.system_of.get(sdk, ""))
+    def covers(self, finding: Finding, cell: CellId) -> bool:
+        return finding.covers(str(cell.row), cell.sdk, self.system_of.get(cell.sdk, ""), cell.topology)
 
-    def finding_for(self, row: RowId, sdk: str) -> Finding | None:
-        return next((f for f in self.findings if f.expects_verdict and self.covers(f, row, sdk)), None)
+    def finding_for(self, cell: CellId) -> Finding | None:
+        return next((f for f in self.findings if f.expects_verdict and self.covers(f, cell)), None)
 
 
 def apply_findings(cells: list[Cell], known: Known) -> list[Deviation]:
     """Mark known findings; list every cell whose verdict differs from what is expected."""
     deviations = []
     for cell in cells:
-        finding = known.finding_for(cell.id.row, cell.id.sdk)
+        finding = known.finding_for(cell.id)
         if finding is None:
             if cell.verdict in ("fail", "error"):
                 deviations.append(Deviation.of("regression", cell, cell.message))
@@ -277,11 +275,16 @@ def apply_findings(cells: list[Cell], known: Known) -> list[Deviation]:
 
 def orphaned(known: Known, cells: list[Cell]) -> list[Deviation]:
     """Findings that match no cell (a renamed row or SDK), judged only where the run had results
-    for one of the finding's SDKs in one of its suites: a run of some sessions judges only those."""
+    for one of the finding's SDKs in one of its suites and topologies: a run of some sessions
+    judges only those."""
     deviations = []
     for finding in known.findings:
-        mine = [c for c in cells if known.in_scope(finding, c.id.sdk)]
-        if any(known.covers(finding, c.id.row, c.id.sdk) for c in mine):
+        mine = [
+            c
+            for c in cells
+            if known.in_scope(finding, c.id.sdk) and (not finding.topologies or c.id.topology in finding.topologies)
+        ]
+        if any(known.covers(finding, c.id) for c in mine):
             continue
         suites = {pattern.partition("/")[0] for pattern in finding.rows}
         if any(wildcard(suite, c.id.row.suite) for suite in suites for c in mine):

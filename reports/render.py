@@ -27,7 +27,7 @@ CONTRACT = (  # what the dashboard shows of a contract, each part beside its sou
     ("connections outside the pool", "pool_extra_connections", "pool_source"),
     ("delay granularity (s)", "delay_granularity_s", "delay_source"),
 )
-Line = tuple[dict[str, Any], str, str]  # a table line: the row, a topology, its label
+Line = tuple[dict[str, Any], str, str]  # a table line: the row, a topology, its group's heading
 
 
 def _index(matrix: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -35,16 +35,25 @@ def _index(matrix: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]
 
 
 def _lines(matrix: dict[str, Any]) -> list[Line]:
-    """One table line per row and topology (a row run over several topologies names each)."""
+    """One table line per row and topology, grouped by suite and topology: the E2E catalog
+    through PgBouncer is its own block under the direct one ("e2e @ pgbouncer")."""
     topologies: dict[str, set[str]] = defaultdict(set)
     for cell in matrix["cells"]:
         topologies[cell["row"]].add(cell["topology"])
-    lines = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in matrix["rows"]:
-        several = len(topologies[row["id"]]) > 1
-        for topology in sorted(topologies[row["id"]]):
-            lines.append((row, topology, row["id"] + (f" @ {topology}" if several else "")))
-    return lines
+        for topology in sorted(topologies[row["id"]], key=lambda t: (t != "direct", t)):
+            groups.setdefault((row["suite"], topology), []).append(row)
+    return [
+        (row, topology, suite if topology == "direct" else f"{suite} @ {topology}")
+        for (suite, topology), rows in sorted(groups.items(), key=lambda g: _suite_order(matrix, g[0]))
+        for row in rows
+    ]
+
+
+def _suite_order(matrix: dict[str, Any], group: tuple[str, str]) -> tuple[int, bool, str]:
+    suites = list(dict.fromkeys(r["suite"] for r in matrix["rows"]))
+    return suites.index(group[0]), group[1] != "direct", group[1]
 
 
 def _findings(matrix: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -55,14 +64,16 @@ def anchor(key: str) -> str:
     return "finding-" + re.sub(r"[^A-Za-z0-9_-]", "-", key)
 
 
-def totals(matrix: dict[str, Any]) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]], Counter[str]]:
-    """Per SDK, per row, and overall (the other results too: nothing is left out of the count)."""
+def totals(
+    matrix: dict[str, Any],
+) -> tuple[dict[str, Counter[str]], dict[tuple[str, str], Counter[str]], Counter[str]]:
+    """Per SDK, per row and topology, and overall (the other results too: nothing is left out of the count)."""
     per_sdk: dict[str, Counter[str]] = defaultdict(Counter)
-    per_row: dict[str, Counter[str]] = defaultdict(Counter)
+    per_row: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     overall: Counter[str] = Counter()
     for cell in matrix["cells"]:
         per_sdk[cell["sdk"]][cell["verdict"]] += 1
-        per_row[cell["row"]][cell["verdict"]] += 1
+        per_row[(cell["row"], cell["topology"])][cell["verdict"]] += 1
         overall[cell["verdict"]] += 1
     overall.update(o["verdict"] for o in matrix.get("other", []))
     return per_sdk, per_row, overall
@@ -157,13 +168,13 @@ def markdown(matrix: dict[str, Any], deviations: list[dict[str, Any]]) -> str:
     if earlier := earlier_note(run):
         out += [f"**{earlier}**", ""]
     out += ["| scenario | " + " | ".join(sdks) + " | row |", "|" + "---|" * (len(sdks) + 2)]
-    suite = None
-    for row, topology, label in _lines(matrix):
-        if row["suite"] != suite:
-            suite = row["suite"]
-            out.append(f"| **{suite}** |" + " |" * (len(sdks) + 1))
-        line = [f"`{label}`", *(_md_cell(cells.get((row["id"], sdk, topology)), findings) for sdk in sdks)]
-        line.append(counts(per_row[row["id"]]))
+    group = None
+    for row, topology, heading in _lines(matrix):
+        if heading != group:
+            group = heading
+            out.append(f"| **{heading}** |" + " |" * (len(sdks) + 1))
+        line = [f"`{row['id']}`", *(_md_cell(cells.get((row["id"], sdk, topology)), findings) for sdk in sdks)]
+        line.append(counts(per_row[(row["id"], topology)]))
         out.append("| " + " | ".join(line) + " |")
     out.append("| **total** | " + " | ".join(counts(per_sdk[s]) for s in sdks) + " | |")
     notable = [c for c in matrix["cells"] if c["verdict"] in ("fail", "error", "flaky", "known")]
@@ -273,15 +284,15 @@ def _matrix_html(matrix: dict[str, Any]) -> str:
         )
         + "<th>row</th></tr></thead><tbody>",
     ]
-    suite = None
-    for row, topology, label in _lines(matrix):
-        if row["suite"] != suite:
-            suite = row["suite"]
-            parts.append(f"<tr class=suite><td colspan={len(sdks) + 2}>{_e(suite)}</td></tr>")
+    group = None
+    for row, topology, heading in _lines(matrix):
+        if heading != group:
+            group = heading
+            parts.append(f"<tr class=suite><td colspan={len(sdks) + 2}>{_e(heading)}</td></tr>")
         parts.append(
-            f'<tr><td class=row title="{_e(row["title"])}">{_e(label)}</td>'
+            f'<tr><td class=row title="{_e(row["title"])}">{_e(row["id"])}</td>'
             + "".join(_cell_html(cells.get((row["id"], s["name"], topology)), findings) for s in sdks)
-            + f"<td>{_e(counts(per_row[row['id']]))}</td></tr>"
+            + f"<td>{_e(counts(per_row[(row['id'], topology)]))}</td></tr>"
         )
     parts.append(
         "<tr><td class=row><b>total</b></td>"
@@ -351,7 +362,10 @@ def _contracts_html(systems: list[dict[str, Any]]) -> str:
 
 
 def _tuning_html(sdks: list[dict[str, Any]]) -> str:
-    parts = ["<h2>Tuning</h2><div class=sub>Every setting a driver changes from its SDK's default.</div>"]
+    parts = [
+        "<h2>Tuning</h2><div class=sub>Every setting a driver changes from its SDK's default; one marked"
+        " <i>only @ pgbouncer</i> is the SDK's documented setting for poolers, applied in that topology only.</div>"
+    ]
     for sdk in sdks:
         if sdk.get("error") or sdk["language"] == "sql":
             continue
@@ -359,7 +373,9 @@ def _tuning_html(sdks: list[dict[str, Any]]) -> str:
             parts.append(f"<h3>{_e(sdk['name'])}</h3><div class=sub>no setting changed from the SDK's defaults</div>")
             continue
         rows = "".join(
-            f"<tr><td class=row>{_e(t['name'])}</td><td>{_e(t['default'])}</td><td>{_e(t['value'])}</td>"
+            f"<tr><td class=row>{_e(t['name'])}"
+            + (f" <small>(only @ {_e(t['topology'])})</small>" if t.get("topology") else "")
+            + f"</td><td>{_e(t['default'])}</td><td>{_e(t['value'])}</td>"
             f"<td>{_e(t['why'])}</td><td>{_e(t['source'])}</td></tr>"
             for t in sdk["tuning"]
         )
@@ -414,7 +430,9 @@ def dashboard(matrix: dict[str, Any], deviations: list[dict[str, Any]], bench: d
 def bench_html(bench: dict[str, Any]) -> str:
     """A real bench run's figures (bench.json of `nox -s bench`): when, on what, with which
     settings; per SDK its jobs/s at each concurrency with its ratio to the raw-SQL limit at
-    the same concurrency, its enqueue rate, latency and the harness's own cost."""
+    the same concurrency, its enqueue rate (and batched, where measured), latency and the
+    harness's own cost (recording on vs off; for Python drivers also µs per history line and
+    its share of a job's time)."""
     settings = bench.get("settings") or {}
     levels = [str(c) for c in settings.get("concurrency", [])]
     if not levels:
@@ -425,6 +443,20 @@ def bench_html(bench: dict[str, Any]) -> str:
 
     def median(figure: Any) -> Any:
         return figure.get("median") if isinstance(figure, dict) else None
+
+    def recording_cell(figures: dict[str, Any]) -> str:
+        """The on/off median (its pairs' range below it); a Python driver's µs per line and share."""
+        cell = number(figures.get("history_overhead_pct"), 1)
+        recording = figures.get("recording") or {}
+        spread = recording.get("on_off_pct")
+        if isinstance(spread, dict) and spread.get("min") is not None:
+            cell += f"<br><small>{number(spread['min'], 1)} … {number(spread.get('max'), 1)}</small>"
+        if recording.get("us_per_line") is not None:
+            cell += (
+                f"<br><small>{number(recording['us_per_line'], 1)} µs/line = "
+                f"{number(recording.get('share_pct'), 1)} % of a job</small>"
+            )
+        return cell
 
     limit = bench.get("limit", {})
     head = "".join(f"<th>c={c}</th>" for c in levels)
@@ -439,10 +471,14 @@ def bench_html(bench: dict[str, Any]) -> str:
             f"<td>{number(median(process.get(c)))}<br><small>{number(ratio.get(c), 2)}×</small></td>" for c in levels
         )
         latency = figures.get("latency") or {}
+        enqueue = number(median(figures.get("enqueue")))
+        if median(figures.get("enqueue_batch")) is not None:
+            batched = number(median(figures["enqueue_batch"]))
+            enqueue += f"<br><small>batch {settings.get('batch_size', '?')}: {batched}</small>"
         lines.append(
-            f"<tr><td class=row>{html.escape(name)}</td><td>{number(median(figures.get('enqueue')))}</td>{cells}"
+            f"<tr><td class=row>{html.escape(name)}</td><td>{enqueue}</td>{cells}"
             f"<td>{number(latency.get('p50_ms'), 1)} / {number(latency.get('p99_ms'), 1)}</td>"
-            f"<td>{number(figures.get('history_overhead_pct'), 1)}</td></tr>"
+            f"<td>{recording_cell(figures)}</td></tr>"
         )
     machine = bench.get("machine") or {}
     about = (
@@ -452,7 +488,11 @@ def bench_html(bench: dict[str, Any]) -> str:
     )
     return (
         f"<h2>Bench</h2><p>{about}. Processing jobs/s from the first job taken to the last done, and its ratio to a "
-        "raw-SQL <code>FOR UPDATE SKIP LOCKED</code> loop at the same concurrency.</p>"
+        "raw-SQL <code>FOR UPDATE SKIP LOCKED</code> loop at the same concurrency. Recording cost: the median "
+        f"(and range) over {settings.get('cost_pairs', settings.get('runs', '?'))} interleaved pairs of runs "
+        f"with and without the history at c={settings.get('cost_at', '?')}, in % of the run without; for "
+        "Python drivers also the measured cost of one history line and so its share of a job's time "
+        "(2 lines per job at the measured jobs/s).</p>"
         f"<table class=bench><thead><tr><th>SDK</th><th>enqueue/s</th>{head}<th>latency p50 / p99 ms</th>"
         f"<th>recording cost %</th></tr></thead><tbody>{''.join(lines)}</tbody></table>"
     )

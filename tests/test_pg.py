@@ -7,8 +7,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from gauntlet.pg import Databases, EmbeddedCluster, open_harness, redact
+from gauntlet.pgbouncer import PgBouncer
 from gauntlet.supervise import Supervisor
 
 
@@ -111,3 +113,23 @@ def test_ready_and_clone_times_are_measured(harness, record_property) -> None:
     began = time.perf_counter()
     harness.databases.fresh()
     record_property("fresh_db_s", round(time.perf_counter() - began, 3))
+
+
+def test_pgbouncer_pools_in_transaction_mode_on_loopback_and_leaves_nothing(leak_check, harness, tmp_path) -> None:
+    """The pooler topology is the real thing: Debian's PgBouncer in transaction mode, reaching
+    the scenario's database by the wildcard entry, gone with its temp dir when stopped."""
+    supervisor = Supervisor(log_dir=tmp_path)
+    bouncer = PgBouncer(supervisor, harness.server).start()
+    root, port = bouncer.root, bouncer.port
+    try:
+        dsn = bouncer.dsn(harness.databases.dsn(harness.databases.fresh(label="bouncer")))
+        with psycopg.connect(make_conninfo(dsn, dbname="pgbouncer"), autocommit=True) as console:
+            config = {row[0]: row[1] for row in console.execute("SHOW CONFIG").fetchall()}
+        assert (config["pool_mode"], config["listen_addr"]) == ("transaction", "127.0.0.1")
+        with psycopg.connect(dsn, autocommit=True) as client:
+            assert client.execute("SELECT current_database()").fetchone()[0].endswith("_bouncer_1")
+    finally:
+        bouncer.stop()
+        supervisor.close()
+    assert root is not None and not root.exists()
+    leak_check.assert_clean(ports=[port], roots=[str(root)])

@@ -4,6 +4,7 @@ findings), flaky cells, baselines, the dashboard in headless Chromium, and the C
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -454,6 +455,7 @@ def test_findings_show_their_kind_rate_and_fields_and_tuning_and_contracts_show(
             "value": "0.1 s",
             "why": "scenarios wait in tenths of a second",
             "source": "docs/config.md:12",
+            "topology": "",
         }
     ]
     assert "scenarios wait in tenths of a second" in got.html
@@ -497,8 +499,20 @@ def test_findings_mark_known_cells_within_their_system_and_name_every_deviation(
         ("stale", "e2e/test_migrate_twice", "pgmq-rs"),
         ("regression", "e2e/test_basic_wave", "river-go"),  # `*` is pgmq's SDKs only
     }
-    assert known.covers(known.findings[0], RowId("e2e", "test_x"), "pgmq-go")
-    assert not known.covers(known.findings[1], RowId("e2e", "test_migrate_twice"), "river-go")
+    assert known.covers(known.findings[0], CellId(RowId("e2e", "test_x"), "pgmq-go"))
+    assert not known.covers(known.findings[1], CellId(RowId("e2e", "test_migrate_twice"), "river-go"))
+
+
+def test_a_finding_of_one_topology_speaks_for_that_topology_only() -> None:
+    """A PgBouncer finding does not explain the same row's failure when the SDK connects directly."""
+    through_bouncer = dataclasses.replace(_finding(["e2e/*"], "pgmq-py"), topologies=("pgbouncer",))
+    known = matrix.Known([through_bouncer], SYSTEM_OF)
+    row = RowId("e2e", "test_basic_wave")
+    assert known.covers(through_bouncer, CellId(row, "pgmq-py", "pgbouncer"))
+    assert not known.covers(through_bouncer, CellId(row, "pgmq-py", "direct"))
+    cells = [matrix.Cell(CellId(row, "pgmq-py", t), "fail", None, "boom") for t in ("direct", "pgbouncer")]
+    deviations = matrix.apply_findings(cells, known)
+    assert [c.verdict for c in cells] == ["fail", "known"] and [d.kind for d in deviations] == ["regression"]
 
 
 def test_an_intermittent_finding_that_passes_is_no_deviation() -> None:

@@ -1,0 +1,112 @@
+"""A real PgBouncer (Debian's package, installed by the bootstrap) in transaction mode between
+the SDKs and PostgreSQL: the pooler topology people deploy in front of their queues.
+
+Transaction mode hands a server connection to a client only for the length of one
+transaction, so whatever an SDK keeps on its session (LISTEN, prepared statements, session
+advisory locks, SET without LOCAL) may land on another client's connection or vanish. The
+bouncer is configured as the deployments in the SDKs' own PgBouncer threads are: stock
+settings, `pool_mode = transaction`, one wildcard database entry.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from gauntlet.pg import Server, free_port
+from gauntlet.supervise import Helper, HelperError, Supervisor
+
+BINARY = "/usr/sbin/pgbouncer"
+READY_BOUND_S = 10.0
+# Stock PgBouncer but for the mode, the client limit (wide enough never to decide a cell: a
+# scenario's many client connections meet the SDK's behaviour, not the bouncer's refusal) and
+# one startup parameter.
+SETTINGS = {
+    "pool_mode": "transaction",
+    "auth_type": "trust",
+    "max_client_conn": "1000",
+    "default_pool_size": "20",  # its stock value: server connections are shared and switched
+    # sqlx (the Rust SDKs) and JDBC send extra_float_digits at startup, which PgBouncer 1.18
+    # refuses unless told to ignore it (the setting its docs give for this); nothing else is
+    # ignored, so an SDK that relies on another startup parameter shows it.
+    "ignore_startup_parameters": "extra_float_digits",
+    "admin_users": "postgres",  # SHOW CONFIG on its console: how the tests check the mode
+    "log_connections": "0",
+    "log_disconnections": "0",
+}
+
+
+@dataclass
+class PgBouncer:
+    """Started and stopped by the harness, on a free loopback port, as the cluster's user
+    (PgBouncer refuses to run as root)."""
+
+    supervisor: Supervisor
+    upstream: Server
+    root: Path | None = None
+    port: int = 0
+    process: Helper | None = None
+
+    def start(self) -> PgBouncer:
+        user = "postgres" if os.geteuid() == 0 else None
+        self.root = Path(tempfile.mkdtemp(prefix="gauntlet-pgbouncer-", dir="/tmp"))
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        up = conninfo_to_dict(self.upstream.base_dsn)
+        (self.root / "users.txt").write_text(f'"{up.get("user", "postgres")}" ""\n')
+        for _attempt in range(3):
+            self.port = free_port()
+            settings = {
+                **SETTINGS,
+                "listen_addr": "127.0.0.1",
+                "listen_port": str(self.port),
+                "unix_socket_dir": "",
+                "auth_file": str(self.root / "users.txt"),
+                "logfile": "",
+                "pidfile": "",
+            }
+            ini = "[databases]\n"
+            ini += f"* = host={up.get('host', '127.0.0.1')} port={up.get('port', 5432)}\n"
+            ini += "[pgbouncer]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+            config = self.root / "pgbouncer.ini"
+            config.write_text(ini)
+            self.process = self.supervisor.spawn("pgbouncer", [BINARY, str(config)], user=user)
+            if self._wait_ready():
+                return self
+            self.process.kill()
+        raise HelperError(f"PgBouncer did not start:\n{self.process.log_tail() if self.process else ''}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + READY_BOUND_S
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if not self.process.alive():
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    def dsn(self, direct_dsn: str) -> str:
+        """The same database, reached through the bouncer."""
+        return make_conninfo(direct_dsn, host="127.0.0.1", port=str(self.port))
+
+    def stop(self) -> None:
+        try:
+            if self.process is not None:
+                self.process.stop(grace=5.0)  # SIGTERM: PgBouncer's immediate shutdown
+        finally:
+            if self.root is not None:
+                shutil.rmtree(self.root, ignore_errors=True)
+                self.root = None
