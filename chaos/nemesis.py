@@ -226,3 +226,37 @@ class PauseWorker(Fault):
 
     def heal(self) -> None:
         self.worker.resume()
+
+
+@dataclass
+class HeldSnapshot(Fault):
+    """The xmin horizon held back, as a forgotten session does it: one REPEATABLE READ reader
+    keeps its snapshot, one session sits idle in transaction holding an xid. Nothing the
+    workers do is blocked; VACUUM just cannot remove the dead rows they leave meanwhile."""
+
+    dsn: str  # the workers' database
+    name = "held_snapshot"
+    _sessions: list[psycopg.Connection] = field(default_factory=list)
+
+    def apply(self) -> None:
+        reader = psycopg.connect(self.dsn, connect_timeout=5)
+        reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        reader.execute("SELECT count(*) FROM pg_class")  # the snapshot is taken at the first query
+        idle = psycopg.connect(self.dsn, connect_timeout=5)
+        idle.execute("SELECT txid_current()")  # psycopg opened a transaction: now idle in it, with an xid
+        self._sessions = [reader, idle]
+
+    def heal(self) -> None:
+        for session in self._sessions:
+            with contextlib.suppress(psycopg.Error):
+                session.rollback()
+                session.close()
+        self._sessions = []
+
+
+def dead_tuples(dsn: str) -> int:
+    """Dead rows in the database's tables (pg_stat_user_tables), as the statistics system last
+    counted them: a busy backend reports about once a second, so the figure may trail by that."""
+    with _admin(dsn) as conn:
+        row = conn.execute("SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables").fetchone()
+    return int(row[0]) if row else 0

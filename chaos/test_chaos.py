@@ -140,3 +140,50 @@ def test_worker_killed_mid_wave(workload: Workload, worker_driver: Driver, seed:
         )
 
     judge(wave.run(workload, worker_driver, plan, fault), workload)
+
+
+MVCC_JOBS = 300
+
+
+def _timed_wave(workload: Workload, bound_s: float) -> float | None:
+    """One wave of MVCC_JOBS through the running workers: jobs/s from its first start to its
+    last end, or None when it did not finish within the bound."""
+    specs = workload.specs(MVCC_JOBS)
+    workload.enqueue(specs)
+    if not workload.wait_until_done(bound_s):
+        return None
+    mine = {s["id"] for s in specs}
+    runs = [r for r in workload.history().executions if r.id in mine and r.outcome == "ok" and r.end]
+    span = max(r.end for r in runs if r.end) - min(r.start for r in runs)
+    return round(len(mine) / max(span, 1e-3), 1)
+
+
+@pytest.mark.needs("worker")
+def test_snapshot_held_open(workload: Workload, worker_driver: Driver, database: str) -> None:
+    """Two equal waves, the second while a REPEATABLE READ reader and an idle-in-transaction
+    session hold the xmin horizon back: nothing lost or run twice beyond the contract, and
+    the cell's figures say what the held horizon cost (throughput against the first wave,
+    dead rows in the system's tables before and after)."""
+    workload.start(wave.WORKERS, concurrency=wave.CONCURRENCY, driver=worker_driver)
+    bound = wave.recovery_bound_s(workload) + MVCC_JOBS * 0.1
+    free = _timed_wave(workload, bound)
+    before = nemesis.dead_tuples(database)
+    held = nemesis.HeldSnapshot(database)
+    held.apply()
+    try:
+        pressed = _timed_wave(workload, bound)
+        after = nemesis.dead_tuples(database)
+    finally:
+        held.heal()
+    workload.stop_all()
+    workload.record("jobs_per_s_free", free)
+    workload.record("jobs_per_s_snapshot_held", pressed)
+    workload.record("throughput_ratio", round(pressed / free, 3) if free and pressed else None)
+    workload.record("dead_tuples_before", before)
+    workload.record("dead_tuples_after", after)
+    report = workload.report()
+    workload.judge(report, "lost", "unexpected", "duplicated", "overlaps", "stuck", redelivery=True)
+    assert free is not None and pressed is not None, (
+        f"a wave of {MVCC_JOBS} jobs did not finish within {bound:g} s"
+        f" ({'with' if free is not None else 'without'} the snapshot held)"
+    )
