@@ -6,9 +6,8 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from chaos.toxiproxy import Proxy, ToxiproxyServer
+from chaos.toxiproxy import Proxy, ToxiproxyServer, through
 from e2e.fixtures import *  # noqa: F403 - pytest finds fixtures and hooks by name
 from gauntlet.driver import Driver
 from gauntlet.pg import Harness
@@ -36,6 +35,4 @@ def proxy(toxiproxy: ToxiproxyServer, harness: Harness) -> Iterator[Proxy]:
 @pytest.fixture
 def worker_driver(driver: Driver, proxy: Proxy) -> Driver:
     """The SDK under test, connecting through the proxy from its first connection."""
-    params = conninfo_to_dict(driver.dsn)
-    params["port"] = proxy.port
-    return Driver(driver.sdk, driver.supervisor, make_conninfo("", **params), driver.queue)
+    return through(driver, proxy)

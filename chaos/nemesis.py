@@ -260,3 +260,52 @@ def dead_tuples(dsn: str) -> int:
     with _admin(dsn) as conn:
         row = conn.execute("SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables").fetchone()
     return int(row[0]) if row else 0
+
+
+@dataclass
+class ReadOnlyPrimary(Fault):
+    """The server turns read-only, as a primary demoted (or a pooler pointed at a standby) does:
+    every transaction fails writes with SQLSTATE 25006 until healed. Set cluster-wide and
+    reloaded, so open sessions get it too, without being ended."""
+
+    admin_dsn: str
+    name = "read_only"
+
+    def _set(self, value: str | None) -> None:
+        with _admin(self.admin_dsn) as conn:
+            conn.execute("SET default_transaction_read_only = off")  # this session must still write
+            if value is None:
+                conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+            else:
+                conn.execute(sql.SQL("ALTER SYSTEM SET default_transaction_read_only = {}").format(sql.Literal(value)))
+            conn.execute("SELECT pg_reload_conf()")
+
+    def apply(self) -> None:
+        self._set("on")
+
+    def heal(self) -> None:
+        self._set(None)
+
+
+@dataclass
+class Failover(Fault):
+    """The primary stops (a fast shutdown: its standby has received everything it committed),
+    the standby is promoted, and the address everyone uses (a Toxiproxy in front of each
+    client) moves to it. The promoted standby stays the primary: there is nothing to heal."""
+
+    primary: EmbeddedCluster
+    standby: EmbeddedCluster
+    fronts: list[Proxy]
+    name = "failover"
+
+    def apply(self) -> None:
+        self.primary.stop_server()
+        self.standby.promote()
+        for front in self.fronts:
+            front.retarget(self.standby.port)
+
+    def heal(self) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"fault": self.name, "from_port": self.primary.port, "to_port": self.standby.port}

@@ -7,13 +7,14 @@ cell; a worker that does not resume within the contract's bound after the heal f
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from chaos import nemesis, schedule, wave
-from chaos.toxiproxy import Proxy
+from chaos.toxiproxy import Proxy, ToxiproxyServer, through
 from e2e.workload import Workload
 from gauntlet.driver import Driver
 from gauntlet.pg import Harness
@@ -187,3 +188,37 @@ def test_snapshot_held_open(workload: Workload, worker_driver: Driver, database:
         f"a wave of {MVCC_JOBS} jobs did not finish within {bound:g} s"
         f" ({'with' if free is not None else 'without'} the snapshot held)"
     )
+
+
+@pytest.mark.needs("worker")
+def test_primary_turns_read_only(workload: Workload, worker_driver: Driver, harness: Harness, seed: int) -> None:
+    """The primary refuses writes for a while (default_transaction_read_only, SQLSTATE 25006),
+    then accepts them again: nothing lost, work resumes within the contract's bound."""
+    plan = schedule.draw("read_only", seed)
+    judge(wave.run(workload, worker_driver, plan, lambda: nemesis.ReadOnlyPrimary(harness.server.dsn())), workload)
+
+
+@pytest.mark.needs("worker")
+def test_failover_to_a_promoted_standby(
+    workload: Workload, worker_driver: Driver, proxy: Proxy, toxiproxy: ToxiproxyServer, harness: Harness, seed: int
+) -> None:
+    """A streaming standby is promoted mid-wave while the primary stops, and the workers'
+    address moves to it: nothing lost, work resumes within the contract's bound."""
+    if harness.cluster is None:
+        pytest.skip("not applicable: an external server is not failed over by the harness")
+    primary = harness.cluster
+    standby = primary.start_standby()
+    front = toxiproxy.create_proxy(f"pg_front_{secrets.token_hex(3)}", primary.port)
+    try:
+        workload.driver = through(workload.driver, front)  # enqueues and stats follow the primary too
+        plan = schedule.draw("failover", seed, longest_s=1.0)
+        judge(
+            wave.run(workload, worker_driver, plan, lambda: nemesis.Failover(primary, standby, [proxy, front])),
+            workload,
+        )
+    finally:
+        workload.stop_all()
+        standby.stop()
+        if primary.process is None or not primary.process.alive():
+            primary.start_again()  # the scenarios after this one use the old primary again
+        toxiproxy.call(front.client.destroy)

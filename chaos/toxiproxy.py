@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from toxiproxy import api, proxy, server
 from toxiproxy.api import APIConsumer
 
 from gauntlet import paths
+from gauntlet.driver import Driver
 from gauntlet.pg import free_port
 from gauntlet.supervise import Helper, HelperError, Supervisor
 
@@ -104,6 +106,10 @@ class Proxy:
     def remove_toxic(self, name: str) -> None:
         self.server.call(self.client.destroy_toxic, name)
 
+    def retarget(self, upstream_port: int) -> None:
+        """Points the proxy at another server (Toxiproxy ends the connections it had)."""
+        self.server.call(APIConsumer.post, f"/proxies/{self.name}", json={"upstream": f"127.0.0.1:{upstream_port}"})
+
     def disable(self) -> None:
         self.server.call(self.client.disable)
 
@@ -113,3 +119,10 @@ class Proxy:
     def reset(self) -> None:
         """Every toxic removed and the proxy enabled: the heal of any proxy fault."""
         self.server.call(server.Toxiproxy().reset)
+
+
+def through(driver: Driver, proxy: Proxy) -> Driver:
+    """The same SDK, database and queue, every connection (its stats query's too) through the proxy."""
+    params = conninfo_to_dict(driver.dsn)
+    params["port"] = proxy.port
+    return Driver(driver.sdk, driver.supervisor, make_conninfo("", **params), driver.queue, options=driver.options)

@@ -47,9 +47,11 @@ def run(
         _sleep_until(started + window.start_s)
         fault = make_fault()
         fault.apply()
-        faults.append(fault.describe())
-        time.sleep(window.duration_s)
-        fault.heal()
+        try:
+            faults.append(fault.describe())
+            time.sleep(window.duration_s)
+        finally:  # an interrupt mid-window must not leave the fault for the scenarios after it
+            fault.heal()
         healed_at = time.time()
     workload.record("fault_schedule", schedule.to_json())
     workload.record("faults", str(faults))

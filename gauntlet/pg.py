@@ -177,12 +177,55 @@ class EmbeddedCluster:
                 time.sleep(0.02)
         return False
 
-    def restart(self) -> None:
-        """Fast-stop and start again on the same port and data (a chaos fault)."""
+    def start_standby(self) -> EmbeddedCluster:
+        """A streaming standby of this cluster (pg_basebackup -R), in its own temp dir, on its
+        own loopback port, with the same settings: what a failover promotes."""
+        standby = EmbeddedCluster(self.supervisor, self.bindir, dict(self.settings))
+        standby.root = Path(tempfile.mkdtemp(prefix="gauntlet-pg-standby-", dir="/tmp"))
+        if self._user:
+            entry = pwd.getpwnam(self._user)
+            os.chown(standby.root, entry.pw_uid, entry.pw_gid)
+        copy = self.supervisor.run(
+            "postgres-basebackup",
+            [
+                str(self.bindir / "pg_basebackup"),
+                "-D",
+                str(standby.data_dir),
+                "-d",
+                f"host=127.0.0.1 port={self.port} user=postgres",
+                "-R",  # standby.signal and primary_conninfo: it starts streaming
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+            timeout=60,
+            user=self._user,
+        )
+        if copy.returncode != 0:
+            shutil.rmtree(standby.root, ignore_errors=True)
+            raise HelperError(f"pg_basebackup failed (exit {copy.returncode}); log: {copy.log_path}")
+        standby._launch()
+        return standby
+
+    def promote(self) -> None:
+        """A standby becomes a primary (pg_promote, waiting for it)."""
+        with psycopg.connect(self.server.dsn(), autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SELECT pg_promote(true, 30)")
+
+    def stop_server(self) -> None:
+        """Fast shutdown, data kept: a standby streaming from it has everything it committed."""
         self._shutdown()
+
+    def start_again(self) -> None:
         self.process = self.supervisor.spawn("postgres", self._argv, user=self._user)
         if not self._wait_ready():
             raise HelperError(f"PostgreSQL did not come back on port {self.port}")
+
+    def restart(self) -> None:
+        """Fast-stop and start again on the same port and data (a chaos fault)."""
+        self.stop_server()
+        self.start_again()
 
     def _shutdown(self) -> None:
         if self.process is not None:
