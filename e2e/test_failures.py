@@ -9,7 +9,7 @@ import pytest
 
 from gauntlet.checker import History, runs_by_job
 
-from .workload import CLOCK_SLACK_S, Workload
+from .workload import CLOCK_SLACK_S, LEASE_S, Workload
 
 
 def waiting_for_retry(history: History) -> bool:
@@ -114,3 +114,24 @@ def test_graceful_shutdown(workload: Workload) -> None:
     workload.wait_until_done(60, settle_s=0.3)
     workload.stop_all()
     workload.judge(workload.report(), "lost", "duplicated", "stuck", "stats_mismatches")
+
+
+LONG_JOB_LEASES = 2.5  # how many leases a healthy long job runs
+
+
+@pytest.mark.needs("worker")
+def test_job_longer_than_its_lease(workload: Workload) -> None:
+    """Healthy jobs that run 2.5 times the lease, two workers idle beside them: where the SDK
+    extends a running job's lease (a heartbeat, a fixed long lock) each runs once; where the
+    contract says a job outliving its lease is taken again, the second runs are its behaviour
+    and stay figures on the cell. Nothing is lost either way."""
+    sleep_s = LEASE_S * LONG_JOB_LEASES
+    workload.enqueue(workload.specs(4, sleep_ms=int(sleep_s * 1000)))
+    workload.start(2, concurrency=2)
+    bound = sleep_s * 2 + workload.recovery_bound_s()
+    workload.wait_until_done(bound, settle_s=LEASE_S, idle_s=bound)
+    workload.stop_all()
+    again = workload.contract.long_job_runs_again
+    workload.record("runs_again_by_contract", again)
+    report = workload.report()
+    workload.judge(report, "lost", "unexpected", "duplicated", "overlaps", "stuck", redelivery=again)

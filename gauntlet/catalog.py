@@ -72,6 +72,9 @@ class Contract:
     pool_source: str
     delay_granularity_s: float  # how late (never early) a delayed job may start: the poll period
     delay_source: str
+    long_job: str = ""  # what happens to a healthy job that runs longer than its lease, in words
+    long_job_runs_again: bool = False  # it may then start a second time while the first still runs
+    long_job_source: str = ""
 
     @property
     def at_least_once(self) -> bool:
@@ -272,6 +275,9 @@ def _contract(path: Path, raw: dict[str, Any], base: Contract | None = None) -> 
             pool_source=_str(path, merged, "pool_source", ""),
             delay_granularity_s=_num(path, merged, "delay_granularity_s", 0.0),
             delay_source=_str(path, merged, "delay_source", ""),
+            long_job=_str(path, merged, "long_job", ""),
+            long_job_runs_again=bool(merged.get("long_job_runs_again", False)),
+            long_job_source=_str(path, merged, "long_job_source", ""),
         )
     except TypeError as exc:
         raise CatalogError(f"{path}: [contract] {exc}") from exc

@@ -26,6 +26,7 @@ CONTRACT = (  # what the dashboard shows of a contract, each part beside its sou
     ("retry / backoff", "retry_backoff", "retry_source"),
     ("connections outside the pool", "pool_extra_connections", "pool_source"),
     ("delay granularity (s)", "delay_granularity_s", "delay_source"),
+    ("a job longer than its lease", "long_job", "long_job_source"),
 )
 Line = tuple[dict[str, Any], str, str]  # a table line: the row, a topology, its group's heading
 
