@@ -146,6 +146,71 @@ def test_postgres_restart_drops_sessions_and_comes_back(tmp_path) -> None:
         supervisor.close()
 
 
+def test_a_held_snapshot_keeps_dead_rows_and_heals(harness, fresh_db: str) -> None:
+    """While it is held VACUUM cannot remove rows deleted after its snapshot; healed, it can."""
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int)")
+        conn.execute("INSERT INTO t SELECT generate_series(1, 100)")
+        fault = nemesis.HeldSnapshot(fresh_db)
+        fault.apply()
+        try:
+            conn.execute("DELETE FROM t")
+            conn.execute("VACUUM t")
+            kept = conn.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 't'").fetchone()[0]
+            assert kept == 100, f"VACUUM removed rows a held snapshot can still see ({kept} dead left)"
+            states = conn.execute(
+                "SELECT state FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+            assert sorted(s for (s,) in states) == ["idle in transaction", "idle in transaction"]
+        finally:
+            fault.heal()
+        conn.execute("VACUUM t")
+        assert conn.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 't'").fetchone()[0] == 0
+
+
+def test_read_only_primary_refuses_writes_in_open_sessions_and_heals(harness, fresh_db: str) -> None:
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int)")
+        fault = nemesis.ReadOnlyPrimary(harness.server.dsn())
+        fault.apply()
+        try:
+            time.sleep(0.2)  # the reload reaches open sessions at their next command
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                conn.execute("INSERT INTO t VALUES (1)")
+        finally:
+            fault.heal()
+        time.sleep(0.2)
+        conn.execute("INSERT INTO t VALUES (1)")
+
+
+def test_failover_promotes_the_standby_with_the_primarys_data_and_moves_the_address(
+    tmp_path, toxiproxy: ToxiproxyServer
+) -> None:
+    supervisor = Supervisor(log_dir=tmp_path)
+    primary = EmbeddedCluster(supervisor)
+    primary.start()
+    standby = None
+    try:
+        front = toxiproxy.create_proxy(f"f{time.monotonic_ns()}", primary.port)
+        via_front = make_conninfo(primary.server.dsn(), port=str(front.port))
+        with psycopg.connect(via_front, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (id int)")
+        standby = primary.start_standby()
+        with psycopg.connect(via_front, autocommit=True) as conn:
+            conn.execute("INSERT INTO t VALUES (1)")  # committed after the copy: streamed
+        nemesis.Failover(primary, standby, [front]).apply()
+        with psycopg.connect(via_front, autocommit=True) as conn:
+            assert conn.execute("SELECT inet_server_port(), count(*) FROM t").fetchone() == (standby.port, 1)
+            conn.execute("INSERT INTO t VALUES (2)")  # the promoted standby takes writes
+        toxiproxy.call(front.client.destroy)
+    finally:
+        if standby is not None:
+            standby.stop()
+        primary.stop()
+        supervisor.close()
+    assert standby is not None and standby.root is None
+
+
 def test_pause_and_kill_a_worker(tmp_path) -> None:
     supervisor = Supervisor(log_dir=tmp_path)
     helper = supervisor.spawn("sleeper", ["sleep", "600"])
