@@ -1,7 +1,8 @@
 """The bench session: each SDK's throughput and latency beside the physical limit here — a
-raw-SQL `FOR UPDATE SKIP LOCKED` worker on the same cluster — and the harness's own cost
-(history recording on vs off). Measured and reported; the JUnit verdict says only whether
-each measurement ran.
+raw-SQL `FOR UPDATE SKIP LOCKED` worker on the same cluster — and the harness's own cost:
+history recording on vs off in interleaved pairs, and for the Python drivers the measured
+cost of one history line. Measured and reported; the JUnit verdict says only whether each
+measurement ran.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ JOBS = int(os.environ.get("GAUNTLET_BENCH_JOBS", 10_000))
 RUNS = int(os.environ.get("GAUNTLET_BENCH_RUNS", 3))
 CONCURRENCY = (1, 2, 4, 8, 16)
 COST_AT = 8  # the concurrency at which recording on vs off is compared
+# On/off pairs, interleaved (on, off, on, off, ...) so that a busy machine's drift falls on
+# both sides alike; a ratio of one pair is noise, so at least 3 whatever RUNS says.
+COST_PAIRS = max(3, RUNS)
+BATCH_SIZE = 100  # the enqueue_batch case's batch_size, for SDKs that claim batch_enqueue
+# History lines timed per run of the direct measure (a start and an end line per job).
+RECORD_LINES = 20_000
 LATENCY_RATE = 100  # jobs/s offered
 LATENCY_SECONDS = 5
 STALL_S = 20.0
@@ -100,13 +107,24 @@ def specs(count: int) -> list[dict[str, Any]]:
     return [{"id": f"b{i:06d}", "payload": {"i": i}} for i in range(count)]
 
 
-def enqueue_rate(harness: Harness, manifest: catalog.Sdk) -> float:
+def enqueue_cases(capabilities: list[str]) -> dict[str, dict[str, Any]]:
+    """The enqueue measurements an SDK gets, each with the config keys it adds: one spec per
+    SDK call, and with `batch_enqueue` batches of BATCH_SIZE through the SDK's batch call."""
+    cases: dict[str, dict[str, Any]] = {"enqueue": {}}
+    if "batch_enqueue" in capabilities:
+        cases["enqueue_batch"] = {"batch_size": BATCH_SIZE}
+    return cases
+
+
+def enqueue_rate(harness: Harness, manifest: catalog.Sdk, **extra: Any) -> float:
+    """Jobs/s of one enqueue run of JOBS specs, every one of them acknowledged."""
     driver = fresh_driver(harness, manifest)
     began = time.perf_counter()
-    result = driver.enqueue(specs(JOBS), bound_s=600)
+    result = driver.enqueue(specs(JOBS), bound_s=600, **extra)
     elapsed = time.perf_counter() - began
-    if result.error or sum(a.ok for a in result.acks) != JOBS:
-        raise BenchError(f"enqueue: {result.error or 'not every job acknowledged'}")
+    acked = sum(a.ok for a in result.acks)
+    if result.error or acked != JOBS:
+        raise BenchError(f"enqueue {extra or ''}: {result.error or f'{acked} of {JOBS} jobs acknowledged'}")
     return JOBS / elapsed
 
 
@@ -150,6 +168,72 @@ def process_rate(harness: Harness, manifest: catalog.Sdk, concurrency: int, reco
     if first is None:
         raise BenchError("the queue was empty before any job was seen leaving it")
     return JOBS / max(done - first, 1e-6)
+
+
+def recording_cost(harness: Harness, manifest: catalog.Sdk, tmp: Path) -> dict[str, Any]:
+    """Recording on vs off at COST_AT, in COST_PAIRS interleaved pairs: each pair's cost in
+    percent of the off run's jobs/s, (off - on) / off, summarised (median, min, max)."""
+    on, off = [], []
+    for _ in range(COST_PAIRS):
+        on.append(process_rate(harness, manifest, COST_AT, True, tmp))
+        off.append(process_rate(harness, manifest, COST_AT, False, tmp))
+    pct = [(b - a) / b * 100 for a, b in zip(on, off, strict=True)]
+    return {"on_off_pct": summarise(pct), "on_jobs_per_s": summarise(on), "off_jobs_per_s": summarise(off)}
+
+
+SHARED_PYTHON = paths.ADAPTERS / "_shared" / "python"
+# What a Python driver's worker does per job: a start and an end line through the real
+# gauntlet_protocol.History (its fields as `execute` writes them), timed in that interpreter.
+LINE_COST = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import gauntlet_protocol as p
+path, jobs = sys.argv[2], int(sys.argv[3]) // 2
+history = p.History(path, "bench-w1")
+began, cpu = time.perf_counter(), time.process_time()
+for i in range(jobs):
+    job = f"b{i:06d}"
+    history.write("start", job, 1, sdk_id=str(100000 + i))
+    history.write("end", job, 1, outcome="ok")
+cpu, wall = time.process_time() - cpu, time.perf_counter() - began
+print(json.dumps({"cpu": cpu / (2 * jobs) * 1e6, "wall": wall / (2 * jobs) * 1e6}))
+"""
+
+
+def line_cost(harness: Harness, manifest: catalog.Sdk, tmp: Path) -> dict[str, float]:
+    """µs per history line, RECORD_LINES lines written by the driver's own interpreter: CPU
+    time (user + system, the write(2) included; what a busy machine's other processes do not
+    inflate) and wall time."""
+    interpreter = catalog.expand(manifest.driver, manifest.folder)[0]
+    history = tmp / f"lines-{time.monotonic_ns()}.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "GAUNTLET_CONFIG"}
+    try:
+        done = harness.supervisor.run(
+            f"{manifest.name}-history-lines",
+            [interpreter, "-c", LINE_COST, str(SHARED_PYTHON), str(history), str(RECORD_LINES)],
+            timeout=120,
+            env=env,
+            cwd=manifest.folder,
+        )
+        written = sum(1 for _ in history.open("rb")) if history.exists() else 0
+    finally:
+        history.unlink(missing_ok=True)
+    if done.returncode != 0:
+        raise BenchError(f"history line cost: exited {done.returncode}: {done.log.strip()[-300:]}")
+    if written != RECORD_LINES:
+        raise BenchError(f"history line cost: {written} of {RECORD_LINES} lines reached the file")
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"cpu": float(said["cpu"]), "wall": float(said["wall"])}
+
+
+def line_figures(harness: Harness, manifest: catalog.Sdk, tmp: Path) -> dict[str, Any]:
+    """The line cost over COST_PAIRS runs; the share of a job's time (bench_sdk) uses CPU µs:
+    2 lines per job × µs per line × jobs/s."""
+    runs = [line_cost(harness, manifest, tmp) for _ in range(COST_PAIRS)]
+    return {
+        "us_per_line": summarise([r["cpu"] for r in runs]),
+        "us_per_line_wall": summarise([r["wall"] for r in runs]),
+    }
 
 
 def latency(harness: Harness, manifest: catalog.Sdk, tmp: Path) -> dict[str, float | None]:
@@ -240,7 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "settings": {"jobs": JOBS, "runs": RUNS, "concurrency": list(CONCURRENCY), "cost_at": COST_AT},
+        "settings": {
+            "jobs": JOBS,
+            "runs": RUNS,
+            "concurrency": list(CONCURRENCY),
+            "cost_at": COST_AT,
+            "cost_pairs": COST_PAIRS,
+            "batch_size": BATCH_SIZE,
+            "record_lines": RECORD_LINES,
+        },
         "limit": {},
         "sdks": {},
     }
@@ -267,13 +359,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bench_sdk(harness: Harness, manifest: catalog.Sdk, tmp: Path, limit: dict[str, Any], junit: Path) -> dict[str, Any]:
-    """Enqueue rate; processing at each concurrency as a ratio to the raw-SQL limit at the
-    same concurrency; recording on vs off at COST_AT; enqueue -> start latency."""
+    """Enqueue rate (and batched, where the SDK has a batch call); processing at each
+    concurrency as a ratio to the raw-SQL limit at the same concurrency; recording on vs off
+    at COST_AT, and for a Python driver the cost of a history line as a share of a job's
+    time; enqueue -> start latency."""
     suite = TestSuite(f"bench-{manifest.name}")
     figures: dict[str, Any] = {"process": {}, "ratio": {}}
     info = Driver(manifest, harness.supervisor, harness.server.dsn()).info()
-    got = case(suite, "enqueue", manifest.name, partial(rates, partial(enqueue_rate, harness, manifest)))
-    figures["enqueue"] = got and got["jobs_per_s"]
+    figures["capabilities"] = info["capabilities"]
+    for name, extra in enqueue_cases(info["capabilities"]).items():
+        measure = partial(enqueue_rate, harness, manifest, **extra)
+        got = case(suite, name, manifest.name, partial(rates, measure))
+        figures[name] = got and got["jobs_per_s"]
     if "worker" in info["capabilities"]:
         for concurrency in CONCURRENCY:
             measure = partial(process_rate, harness, manifest, concurrency, True, tmp)
@@ -282,13 +379,26 @@ def bench_sdk(harness: Harness, manifest: catalog.Sdk, tmp: Path, limit: dict[st
             base = limit.get(f"c{concurrency}_batch1")
             if got and base:
                 figures["ratio"][str(concurrency)] = round(got["jobs_per_s"]["median"] / base["median"], 3)
-        measure = partial(process_rate, harness, manifest, COST_AT, False, tmp)
-        got = case(suite, f"process_c{COST_AT}_no_history", manifest.name, partial(rates, measure))
-        figures["process_no_history"] = got and got["jobs_per_s"]
-        on = figures["process"].get(str(COST_AT))
-        if on and got:
-            off = got["jobs_per_s"]["median"]
-            figures["history_overhead_pct"] = round((off - on["median"]) / off * 100, 1)
+        cost = case(
+            suite, f"recording_c{COST_AT}_on_off", manifest.name, lambda: recording_cost(harness, manifest, tmp)
+        )
+        figures["process_no_history"] = cost and cost["off_jobs_per_s"]
+        if cost:
+            figures["history_overhead_pct"] = cost["on_off_pct"]["median"]
+            recording: dict[str, Any] = {"on_off_pct": cost["on_off_pct"], "pairs": COST_PAIRS}
+            if manifest.language == "python":
+                got = case(suite, "recording_us_per_line", manifest.name, partial(line_figures, harness, manifest, tmp))
+                if got:
+                    jobs_per_s = cost["on_jobs_per_s"]["median"]
+                    share = 2 * got["us_per_line"]["median"] * jobs_per_s / 1e6 * 100
+                    recording |= {
+                        "us_per_line": got["us_per_line"]["median"],
+                        "us_per_line_range": got["us_per_line"],
+                        "us_per_line_wall": got["us_per_line_wall"],
+                        "jobs_per_s": jobs_per_s,
+                        "share_pct": round(share, 2),
+                    }
+            figures["recording"] = recording
         got = case(suite, "latency", manifest.name, lambda: latency(harness, manifest, tmp))
         figures["latency"] = got
     write_junit(suite, junit / f"bench-{manifest.name}.xml")
