@@ -29,6 +29,7 @@ spec.loader.exec_module(d)
 p = d.p
 real_execute = p.execute
 real_send = d._send
+real_send_batch = d._send_batch
 real_body = p.body
 
 # What each flaw (or control) claims beyond the honest driver's capabilities.
@@ -230,6 +231,14 @@ elif flaw == "drops_last":  # the last job of each enqueue run is acknowledged b
             client.close()
 
     commands["enqueue"] = enqueue_but_the_last
+
+elif flaw == "batch_drops_last":  # with batch_size, acknowledges every spec of a batch but sends all but its last
+
+    def send_batch_but_the_last(client: Any, specs: list[dict], conn: Any = None) -> list[int]:
+        sent = real_send_batch(client, specs[:-1], conn) if len(specs) > 1 else []
+        return [*sent, 10**9 + (sent[-1] if sent else 0)]  # a plausible id, distinct: "sent" later, which never comes
+
+    d._send_batch = send_batch_but_the_last
 
 elif flaw == "no_retry":  # claims retries, but archives failed jobs at once
 

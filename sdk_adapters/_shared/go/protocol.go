@@ -29,6 +29,7 @@ type Config struct {
 	PollIntervalMS     int     `json:"poll_interval_ms"`
 	PoolSize           int     `json:"pool_size"`
 	Transaction        *string `json:"transaction"`
+	BatchSize          int     `json:"batch_size"` // 0 or 1 (absent, null): one SDK call per spec
 }
 
 type Spec struct {
@@ -92,6 +93,94 @@ func Info(capabilities []string) error {
 
 // Specs calls fn for each job spec on stdin; a line that is no valid spec gets an error ack.
 func Specs(fn func(Spec)) {
+	scan(fn, refuse)
+}
+
+func refuse(reason string) {
+	Emit(map[string]any{"id": nil, "ok": false, "error": "invalid job spec: " + reason})
+}
+
+// Result is what an SDK's batch call says about one spec: its SDK id, or why it refused it.
+type Result struct {
+	ID  string
+	Err error
+}
+
+// Batch is an SDK's batch call: Send returns one Result per spec, in order (an error fails
+// the whole group). Specs of one group share Key(spec) (nil: any specs may share a group).
+type Batch struct {
+	Key  func(Spec) string
+	Send func([]Spec) ([]Result, error)
+}
+
+// Groups calls fn with groups of up to size consecutive valid specs, each the moment it is
+// complete: full, followed by an invalid line (acknowledged next), by a spec of another
+// key (what the SDK's batch call must share) or by one whose dedupe_key the group already
+// holds (no batch call treats two of one key as two single calls would), or at EOF.
+func Groups(size int, key func(Spec) string, fn func([]Spec)) {
+	var group []Spec
+	flush := func() {
+		if len(group) > 0 {
+			fn(group)
+			group = nil
+		}
+	}
+	scan(func(spec Spec) {
+		if len(group) > 0 && ((key != nil && key(spec) != key(group[0])) || holdsKey(group, spec.DedupeKey)) {
+			flush()
+		}
+		group = append(group, spec)
+		if len(group) >= size {
+			flush()
+		}
+	}, func(reason string) {
+		flush()
+		refuse(reason)
+	})
+	flush()
+}
+
+func holdsKey(group []Spec, key *string) bool {
+	for _, s := range group {
+		if key != nil && s.DedupeKey != nil && *s.DedupeKey == *key {
+			return true
+		}
+	}
+	return false
+}
+
+// AckBatch acknowledges each spec of a group from its batch call's answer, in order; a failed
+// call, or one that answered for a different number of jobs, fails every spec of the group.
+func AckBatch(group []Spec, results []Result, err error) {
+	if err == nil && len(results) != len(group) {
+		err = fmt.Errorf("the batch call answered for %d jobs, was given %d", len(results), len(group))
+	}
+	for i, spec := range group {
+		if err != nil {
+			Ack(spec.ID, "", err)
+		} else {
+			Ack(spec.ID, results[i].ID, results[i].Err)
+		}
+	}
+}
+
+// Acknowledge sends each spec through send as it arrives; with cfg.BatchSize > 1 and a batch
+// call, groups of them through it (Groups, AckBatch).
+func Acknowledge(cfg Config, send func(Spec) (string, error), batch *Batch) {
+	if batch == nil || cfg.BatchSize <= 1 {
+		Specs(func(spec Spec) {
+			id, err := send(spec)
+			Ack(spec.ID, id, err)
+		})
+		return
+	}
+	Groups(cfg.BatchSize, batch.Key, func(group []Spec) {
+		results, err := batch.Send(group)
+		AckBatch(group, results, err)
+	})
+}
+
+func scan(fn func(Spec), invalid func(reason string)) {
 	scanner := bufio.NewScanner(os.Stdin)
 	scanner.Buffer(make([]byte, 1<<20), 64<<20)
 	for scanner.Scan() {
@@ -105,7 +194,7 @@ func Specs(fn func(Spec)) {
 			if err != nil {
 				reason = err.Error()
 			}
-			Emit(map[string]any{"id": nil, "ok": false, "error": "invalid job spec: " + reason})
+			invalid(reason)
 			continue
 		}
 		fn(spec)
@@ -126,14 +215,11 @@ type Tx interface {
 	Rollback(ctx context.Context) error
 }
 
-// EnqueueInTransaction sends every spec inside tx, acknowledges each, then commits or rolls
-// back as cfg.Transaction says and reports the outcome.
-func EnqueueInTransaction(ctx context.Context, cfg Config, tx Tx, send func(Spec) (string, error)) {
+// EnqueueInTransaction sends every spec inside tx (each, or in batches: Acknowledge),
+// acknowledges each, then commits or rolls back as cfg.Transaction says and reports the outcome.
+func EnqueueInTransaction(ctx context.Context, cfg Config, tx Tx, send func(Spec) (string, error), batch *Batch) {
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op once committed
-	Specs(func(spec Spec) {
-		id, err := send(spec)
-		Ack(spec.ID, id, err)
-	})
+	Acknowledge(cfg, send, batch)
 	end, outcome := tx.Rollback, "rolled_back"
 	if *cfg.Transaction == "commit" {
 		end, outcome = tx.Commit, "committed"

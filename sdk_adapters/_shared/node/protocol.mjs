@@ -69,6 +69,76 @@ export async function acknowledgeEach(send, inTransaction = false) {
   }
 }
 
+// The config's batch_size: absent, null or 1 means one SDK call per spec.
+export const batchSize = () => Math.max(1, Number(CONFIG.batch_size) || 1);
+
+// The specs on stdin in groups of up to `size` consecutive valid specs, each yielded the moment
+// it is complete: full, followed by an invalid line (yielded next, as its error text), by a spec
+// of another key(spec) (what the SDK's batch call must share) or by one whose dedupe_key the
+// group already holds (no batch call treats two of one key as two single calls would), or at EOF.
+export async function* groups(size, key = () => null) {
+  let group = [];
+  for await (const spec of specs()) {
+    if (typeof spec === "string") {
+      if (group.length) yield group;
+      group = [];
+      yield spec;
+      continue;
+    }
+    const sameKey = spec.dedupe_key != null && group.some((s) => s.dedupe_key === spec.dedupe_key);
+    if (group.length && (key(spec) !== key(group[0]) || sameKey)) {
+      yield group;
+      group = [];
+    }
+    group.push(spec);
+    if (group.length >= size) {
+      yield group;
+      group = [];
+    }
+  }
+  if (group.length) yield group;
+}
+
+const describe = (err) => `${err?.name || "Error"}: ${err?.message || err}`;
+
+// acknowledgeEach for an SDK's batch call: each group goes through sendBatch, which resolves to
+// one result per spec, in order (an SDK id, or an Error for a spec the SDK refused); then one
+// acknowledgement per spec. A batch call that fails, or answers for a different number of jobs,
+// fails every spec of its group.
+export async function acknowledgeBatches(sendBatch, { key, inTransaction = false } = {}) {
+  for await (const group of groups(batchSize(), key)) {
+    if (typeof group === "string") {
+      emit({ id: null, ok: false, error: group });
+      continue;
+    }
+    let results;
+    try {
+      results = await sendBatch(group);
+      if (results?.length !== group.length) {
+        throw new Error(`the batch call answered for ${results?.length ?? 0} jobs, was given ${group.length}`);
+      }
+    } catch (err) {
+      if (inTransaction) throw err;
+      for (const spec of group) emit({ id: spec.id, ok: false, error: describe(err) });
+      continue;
+    }
+    group.forEach((spec, i) => {
+      if (results[i] instanceof Error) {
+        if (inTransaction) throw results[i];
+        emit({ id: spec.id, ok: false, error: describe(results[i]) });
+      } else {
+        emit({ id: spec.id, ok: true, sdk_id: String(results[i]) });
+      }
+    });
+  }
+}
+
+// Each spec through send as it arrives; with batch_size > 1 and a sendBatch, groups of them.
+export async function acknowledge(send, { sendBatch, key, inTransaction = false } = {}) {
+  if (sendBatch && batchSize() > 1) return acknowledgeBatches(sendBatch, { key, inTransaction });
+  return acknowledgeEach(send, inTransaction);
+}
+
 export function transactionOutcome(mode) {
   emit({ transaction: mode === "commit" ? "committed" : "rolled_back" });
 }

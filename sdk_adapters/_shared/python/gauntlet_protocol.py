@@ -181,6 +181,100 @@ async def acknowledge_each_async(
     await asyncio.to_thread(acknowledge_each, send_on_loop, in_transaction)
 
 
+def batch_size() -> int:
+    """The config's `batch_size`: absent, null or 1 means one SDK call per spec."""
+    return max(1, int(CONFIG.get("batch_size") or 1))
+
+
+def groups(size: int, key: Callable[[dict[str, Any]], Any] | None = None) -> Iterator[list[dict[str, Any]] | str]:
+    """The specs on stdin in groups of up to `size` consecutive valid specs, each yielded the
+    moment it is complete: full, followed by an invalid line (yielded next, as its error text),
+    by a spec of another `key` (what the SDK's batch call must share) or by one whose
+    dedupe_key the group already holds (no batch call treats two of one key as two single
+    calls would), or at EOF."""
+    group: list[dict[str, Any]] = []
+    for spec in specs():
+        if isinstance(spec, str):
+            if group:
+                yield group
+                group = []
+            yield spec
+            continue
+        if group and (
+            (key is not None and key(spec) != key(group[0]))
+            or (spec.get("dedupe_key") is not None and any(s.get("dedupe_key") == spec["dedupe_key"] for s in group))
+        ):
+            yield group
+            group = []
+        group.append(spec)
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def acknowledge_batches(
+    send_batch: Callable[[list[dict[str, Any]]], list[Any]],
+    key: Callable[[dict[str, Any]], Any] | None = None,
+    in_transaction: bool = False,
+) -> None:
+    """`acknowledge_each` for an SDK's batch call: each group (see `groups`) goes through
+    `send_batch`, which returns one result per spec, in order (an SDK id, or an exception for
+    a spec the SDK refused); then one acknowledgement per spec. A batch call that fails, or
+    answers for a different number of jobs, fails every spec of its group."""
+    for group in groups(batch_size(), key):
+        if isinstance(group, str):
+            emit({"id": None, "ok": False, "error": group})
+            continue
+        try:
+            results = list(send_batch(group))
+            if len(results) != len(group):
+                raise RuntimeError(f"the batch call answered for {len(results)} jobs, was given {len(group)}")
+        except Exception as exc:
+            if in_transaction:
+                raise
+            for spec in group:
+                emit({"id": spec["id"], "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        for spec, result in zip(group, results, strict=True):
+            if isinstance(result, BaseException):
+                if in_transaction:
+                    raise result
+                emit({"id": spec["id"], "ok": False, "error": f"{type(result).__name__}: {result}"})
+            else:
+                emit({"id": spec["id"], "ok": True, "sdk_id": str(result)})
+
+
+def acknowledge(
+    send: Callable[[dict[str, Any]], Any],
+    send_batch: Callable[[list[dict[str, Any]]], list[Any]] | None = None,
+    key: Callable[[dict[str, Any]], Any] | None = None,
+    in_transaction: bool = False,
+) -> None:
+    """Each spec through `send` as it arrives; with `batch_size` > 1 and a `send_batch`, groups of them."""
+    if send_batch is not None and batch_size() > 1:
+        acknowledge_batches(send_batch, key, in_transaction)
+    else:
+        acknowledge_each(send, in_transaction)
+
+
+async def acknowledge_async(
+    send: Callable[[dict[str, Any]], Awaitable[Any]],
+    send_batch: Callable[[list[dict[str, Any]]], Awaitable[list[Any]]] | None = None,
+    key: Callable[[dict[str, Any]], Any] | None = None,
+    in_transaction: bool = False,
+) -> None:
+    """`acknowledge` for asyncio SDKs: stdin is read on a thread, each call runs on the loop."""
+    loop = asyncio.get_running_loop()
+
+    def on_loop(call: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Any]:
+        return lambda arg: asyncio.run_coroutine_threadsafe(call(arg), loop).result()
+
+    batch = on_loop(send_batch) if send_batch is not None else None
+    await asyncio.to_thread(acknowledge, on_loop(send), batch, key, in_transaction)
+
+
 def transaction_outcome(mode: str) -> None:
     emit({"transaction": "committed" if mode == "commit" else "rolled_back"})
 

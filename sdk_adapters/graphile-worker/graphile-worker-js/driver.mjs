@@ -8,8 +8,12 @@ import { makeWorkerUtils, run } from "graphile-worker";
 import * as p from "../../_shared/node/protocol.mjs";
 
 // No visibility_timeout: a crashed worker's locks expire after graphile-worker's fixed 4 hours.
+// batch_enqueue: WorkerUtils.addJobs (dist/helpers.js:43 makeAddJobs), every option per job. It
+// runs on the utils' own pool and takes no client, so inside the caller's transaction specs go
+// one by one through the SQL add_job, batch_size or not.
 const CAPABILITIES = [
-  "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue", "crash_recovery", "listen_notify", "worker",
+  "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue", "batch_enqueue", "crash_recovery",
+  "listen_notify", "worker",
 ];
 const TASK = "gauntlet";
 const quiet = { scope: () => quiet, debug() {}, info() {}, warn: console.error, error: console.error };
@@ -36,7 +40,11 @@ async function enqueue() {
   if (!mode) {
     const utils = await makeWorkerUtils({ pgPool: new pg.Pool(p.pgOptions(p.CONFIG.dsn, 2)), logger: quiet });
     try {
-      await p.acknowledgeEach(async (spec) => (await utils.addJob(TASK, p.body(spec), jobOptions(spec))).id);
+      await p.acknowledge(async (spec) => (await utils.addJob(TASK, p.body(spec), jobOptions(spec))).id, {
+        sendBatch: async (specs) =>
+          (await utils.addJobs(specs.map((spec) => ({ identifier: TASK, payload: p.body(spec), ...jobOptions(spec) }))))
+            .map((job) => job.id),
+      });
     } finally {
       await utils.release();
     }

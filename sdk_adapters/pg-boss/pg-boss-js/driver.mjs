@@ -2,12 +2,17 @@
 // expiry are pg-boss's; a job's max_attempts becomes its retryLimit. pg-boss fixes a job's
 // expiry (its visibility timeout) when the job is made, from the queue's setting, so
 // `prepare` creates the queue with the harness's visibility timeout.
+import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { PgBoss } from "pg-boss";
 import * as p from "../../_shared/node/protocol.mjs";
 
+// batch_enqueue: insert(name, jobs, { db, returnId }) (dist/manager.js:1665), every option per
+// job, inside the caller's transaction through `db` as send() is. Its INSERT ends in ON CONFLICT
+// DO NOTHING, so a refused singletonKey drops a row from the ids it returns; each job gets its id
+// here (the insert keeps a given id, manager.js:1698-1703 does the same) and is matched by it.
 const CAPABILITIES = [
-  "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
+  "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue", "batch_enqueue",
   "visibility_timeout", "crash_recovery", "listen_notify", "worker",
 ];
 // pg-boss dedupes a singletonKey only within a time slot (singletonSeconds) on a standard queue.
@@ -50,20 +55,26 @@ function sendOptions(spec, db) {
 async function enqueue() {
   const boss = await started(2);
   const mode = p.CONFIG.transaction;
+  const refused = (spec) => new Error(`refused: a job with singletonKey ${JSON.stringify(spec.dedupe_key)} exists`);
   const send = async (spec, db) => {
     const id = await boss.send(p.CONFIG.queue, p.body(spec), sendOptions(spec, db));
-    if (id === null) throw new Error(`refused: a job with singletonKey ${JSON.stringify(spec.dedupe_key)} exists`);
+    if (id === null) throw refused(spec);
     return id;
   };
+  const sendBatch = async (specs, db) => {
+    const jobs = specs.map((spec) => ({ id: randomUUID(), data: p.body(spec), ...sendOptions(spec) }));
+    const ids = new Set((await boss.insert(p.CONFIG.queue, jobs, { db, returnId: true })) ?? []);
+    return jobs.map((job, i) => (ids.has(job.id) ? job.id : refused(specs[i])));
+  };
   try {
-    if (!mode) return await p.acknowledgeEach(send);
+    if (!mode) return await p.acknowledge(send, { sendBatch });
     // The caller's transaction: a node-postgres client of our own, handed to pg-boss as `db`.
     const client = new pg.Client(p.pgOptions(p.CONFIG.dsn));
     await client.connect();
     try {
       await client.query("BEGIN");
       const db = { executeSql: (text, values) => client.query(text, values) };
-      await p.acknowledgeEach((spec) => send(spec, db), true);
+      await p.acknowledge((spec) => send(spec, db), { sendBatch: (specs) => sendBatch(specs, db), inTransaction: true });
       await client.query(mode === "commit" ? "COMMIT" : "ROLLBACK");
       p.transactionOutcome(mode);
     } finally {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"time"
@@ -16,8 +17,10 @@ import (
 
 var cfg = protocol.LoadConfig()
 
-// pgmq-go takes any DB (pool or transaction), so enqueue can join the caller's transaction.
-var capabilities = []string{"fifo", "delay", "tx_enqueue", "visibility_timeout", "crash_recovery", "worker"}
+// pgmq-go takes any DB (pool or transaction), so enqueue can join the caller's transaction;
+// SendBatch too. A batch has one delay (SendBatchWithDelayTimestamp), so a group holds specs of
+// one delay_ms only (delayKey).
+var capabilities = []string{"fifo", "delay", "tx_enqueue", "batch_enqueue", "visibility_timeout", "crash_recovery", "worker"}
 
 func info() error {
 	return protocol.Info(capabilities)
@@ -45,6 +48,30 @@ func send(ctx context.Context, db pgmq.DB, spec protocol.Spec) (int64, error) {
 	return pgmq.Send(ctx, db, cfg.Queue, protocol.MakeBody(spec))
 }
 
+// sendBatch sends a group of one delay (delayKey) in one call.
+func sendBatch(ctx context.Context, db pgmq.DB, specs []protocol.Spec) ([]protocol.Result, error) {
+	msgs := make([]json.RawMessage, len(specs))
+	for i, spec := range specs {
+		msgs[i] = protocol.MakeBody(spec)
+	}
+	var ids []int64
+	var err error
+	if delay := specs[0].DelayMS; delay > 0 {
+		ids, err = pgmq.SendBatchWithDelayTimestamp(ctx, db, cfg.Queue, msgs, time.Now().Add(time.Duration(delay)*time.Millisecond))
+	} else {
+		ids, err = pgmq.SendBatch(ctx, db, cfg.Queue, msgs)
+	}
+	results := make([]protocol.Result, len(ids))
+	for i, id := range ids {
+		results[i] = protocol.Result{ID: strconv.FormatInt(id, 10)}
+	}
+	return results, err
+}
+
+func delayKey(spec protocol.Spec) string {
+	return strconv.FormatInt(spec.DelayMS, 10)
+}
+
 func enqueue() error {
 	ctx := context.Background()
 	db, err := protocol.Pool(ctx, cfg, 2)
@@ -52,21 +79,25 @@ func enqueue() error {
 		return err
 	}
 	defer db.Close()
+	calls := func(conn pgmq.DB) (func(protocol.Spec) (string, error), *protocol.Batch) {
+		return func(spec protocol.Spec) (string, error) {
+				id, err := send(ctx, conn, spec)
+				return strconv.FormatInt(id, 10), err
+			}, &protocol.Batch{Key: delayKey, Send: func(specs []protocol.Spec) ([]protocol.Result, error) {
+				return sendBatch(ctx, conn, specs)
+			}}
+	}
 	if cfg.Transaction == nil {
-		protocol.Specs(func(spec protocol.Spec) {
-			id, err := send(ctx, db, spec)
-			protocol.Ack(spec.ID, strconv.FormatInt(id, 10), err)
-		})
+		one, batch := calls(db)
+		protocol.Acknowledge(cfg, one, batch)
 		return nil
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	protocol.EnqueueInTransaction(ctx, cfg, tx, func(spec protocol.Spec) (string, error) {
-		id, err := send(ctx, tx, spec)
-		return strconv.FormatInt(id, 10), err
-	})
+	one, batch := calls(tx)
+	protocol.EnqueueInTransaction(ctx, cfg, tx, one, batch)
 	return nil
 }
 

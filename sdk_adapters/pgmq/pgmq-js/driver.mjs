@@ -5,8 +5,11 @@ import { Pgmq } from "pgmq-js";
 import * as p from "../../_shared/node/protocol.mjs";
 
 // pgmq-js runs every call on its own pool connection and takes no client: no transactional
-// enqueue. Its send() takes whole seconds of delay.
-const CAPABILITIES = ["fifo", "delay", "visibility_timeout", "crash_recovery", "worker"];
+// enqueue. Its send() takes whole seconds of delay; so does sendBatch(), one delay for the whole
+// batch, so a group holds specs of one delay only (delaySeconds is its key).
+const CAPABILITIES = ["fifo", "delay", "batch_enqueue", "visibility_timeout", "crash_recovery", "worker"];
+
+const delaySeconds = (spec) => Math.ceil((spec.delay_ms || 0) / 1000);
 
 async function client(poolSize) {
   return Pgmq.new(
@@ -32,9 +35,9 @@ async function prepare() {
 async function enqueue() {
   const q = await client(2);
   try {
-    await p.acknowledgeEach(async (spec) => {
-      const delaySeconds = Math.ceil((spec.delay_ms || 0) / 1000);
-      return q.msg.send(p.CONFIG.queue, p.body(spec), delaySeconds);
+    await p.acknowledge((spec) => q.msg.send(p.CONFIG.queue, p.body(spec), delaySeconds(spec)), {
+      sendBatch: (specs) => q.msg.sendBatch(p.CONFIG.queue, specs.map(p.body), delaySeconds(specs[0])),
+      key: delaySeconds,
     });
   } finally {
     await q.close();

@@ -13,7 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared" / "python
 import gauntlet_protocol as p
 from pgmq import PGMQueue
 
-CAPABILITIES = ["fifo", "delay", "tx_enqueue", "visibility_timeout", "crash_recovery", "worker"]
+# send_batch (pgmq/sync_operations.py:204) takes one delay for the whole batch: a group holds
+# specs of one delay_ms only (the key below); like send, it takes the caller's connection.
+CAPABILITIES = ["fifo", "delay", "tx_enqueue", "batch_enqueue", "visibility_timeout", "crash_recovery", "worker"]
 
 
 def queue_client(pool_size: int | None = None) -> PGMQueue:
@@ -36,11 +38,23 @@ def prepare() -> None:
     p.emit({"ok": True})
 
 
-def _send(client: PGMQueue, spec: dict, conn=None) -> int:
-    delay = None
+def _delay(spec: dict) -> datetime | None:
     if spec.get("delay_ms"):
-        delay = datetime.now(UTC) + timedelta(milliseconds=int(spec["delay_ms"]))
-    return client.send(p.CONFIG["queue"], p.body(spec), delay=delay, conn=conn)
+        return datetime.now(UTC) + timedelta(milliseconds=int(spec["delay_ms"]))
+    return None
+
+
+def _delay_key(spec: dict) -> int:
+    return int(spec.get("delay_ms") or 0)
+
+
+def _send(client: PGMQueue, spec: dict, conn=None) -> int:
+    return client.send(p.CONFIG["queue"], p.body(spec), delay=_delay(spec), conn=conn)
+
+
+def _send_batch(client: PGMQueue, specs: list[dict], conn=None) -> list[int]:
+    """One send_batch per group; the group shares its delay (_delay_key)."""
+    return client.send_batch(p.CONFIG["queue"], [p.body(s) for s in specs], delay=_delay(specs[0]), conn=conn)
 
 
 def enqueue() -> None:
@@ -48,11 +62,16 @@ def enqueue() -> None:
     mode = p.CONFIG.get("transaction")
     try:
         if not mode:
-            p.acknowledge_each(lambda spec: _send(client, spec))
+            p.acknowledge(lambda spec: _send(client, spec), lambda specs: _send_batch(client, specs), key=_delay_key)
             return
         with client.pool.connection() as conn:
             conn.autocommit = False
-            p.acknowledge_each(lambda spec: _send(client, spec, conn=conn), in_transaction=True)
+            p.acknowledge(
+                lambda spec: _send(client, spec, conn=conn),
+                lambda specs: _send_batch(client, specs, conn=conn),
+                key=_delay_key,
+                in_transaction=True,
+            )
             if mode == "commit":
                 conn.commit()
             else:

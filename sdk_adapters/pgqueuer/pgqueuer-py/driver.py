@@ -22,8 +22,11 @@ import pgqueuer
 from pgqueuer import AsyncpgDriver, Queries, QueueManager, RetryRequested
 from pgqueuer.models import Job
 
+# Queries.enqueue takes lists (pgqueuer/adapters/persistence/queries.py:323), one INSERT with every
+# field per job; a dedupe key already taken fails that INSERT whole, so a spec with a dedupe key
+# goes alone (batch_key) and is refused on its own, as with a single enqueue.
 CAPABILITIES = [
-    "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
+    "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue", "batch_enqueue",
     "visibility_timeout", "crash_recovery", "listen_notify", "worker",
 ]  # fmt: skip
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
@@ -51,31 +54,44 @@ def prepare() -> None:
     p.emit({"ok": True})  # an entrypoint needs no objects of its own
 
 
+def enqueue_args(spec: dict[str, Any]) -> dict[str, Any]:
+    """Queries.enqueue's arguments for one spec; a batch passes each as a list."""
+    # max_attempts rides in the payload, beside the body every worker understands.
+    payload = {"body": p.body(spec), "max_attempts": int(spec.get("max_attempts") or 1)}
+    return {
+        "entrypoint": p.CONFIG["queue"],
+        "payload": json.dumps(payload).encode(),
+        "priority": int(spec.get("priority") or 0),  # higher first, as normalised
+        "execute_after": timedelta(milliseconds=int(spec.get("delay_ms") or 0)),
+        "dedupe_key": spec.get("dedupe_key"),
+    }
+
+
+def batch_key(spec: dict[str, Any]) -> str | None:
+    return spec["id"] if spec.get("dedupe_key") else None
+
+
 async def enqueue() -> None:
     mode = p.CONFIG.get("transaction")
     async with connect() as conn:
         queries = Queries(AsyncpgDriver(conn))
 
         async def send(spec: dict[str, Any]) -> int:
-            # max_attempts rides in the payload, beside the body every worker understands.
-            payload = {"body": p.body(spec), "max_attempts": int(spec.get("max_attempts") or 1)}
-            (job_id,) = await queries.enqueue(
-                p.CONFIG["queue"],
-                json.dumps(payload).encode(),
-                priority=int(spec.get("priority") or 0),  # higher first, as normalised
-                execute_after=timedelta(milliseconds=int(spec.get("delay_ms") or 0)),
-                dedupe_key=spec.get("dedupe_key"),
-            )
+            (job_id,) = await queries.enqueue(**enqueue_args(spec))
             return job_id
 
+        async def send_batch(specs: list[dict[str, Any]]) -> list[int]:
+            each = [enqueue_args(spec) for spec in specs]
+            return await queries.enqueue(**{name: [args[name] for args in each] for name in each[0]})
+
         if not mode:
-            await p.acknowledge_each_async(send)
+            await p.acknowledge_async(send, send_batch, key=batch_key)
             return
         # The caller's transaction on the caller's connection: pgqueuer's inserts run inside it.
         transaction = conn.transaction()
         await transaction.start()
         try:
-            await p.acknowledge_each_async(send, in_transaction=True)
+            await p.acknowledge_async(send, send_batch, key=batch_key, in_transaction=True)
         except BaseException:
             await transaction.rollback()
             raise

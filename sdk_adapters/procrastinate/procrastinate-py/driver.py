@@ -17,8 +17,11 @@ from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.jobs import Job
 from psycopg import AsyncConnection
 
+# batch_defer_async (procrastinate/jobs.py:200) defers many jobs of one configured task: the
+# priority, schedule and queueing lock are the deferrer's, so a group holds specs that share them
+# (batch_key); a spec with a dedupe key goes alone, as a taken lock fails the whole batch.
 CAPABILITIES = [
-    "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
+    "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue", "batch_enqueue",
     "crash_recovery", "listen_notify", "worker",
 ]  # fmt: skip
 TASK = "gauntlet"
@@ -55,13 +58,26 @@ def prepare() -> None:
     p.emit({"ok": True})  # procrastinate queues are just names on jobs
 
 
+def task_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"body": p.body(spec), "max_attempts": int(spec.get("max_attempts") or 1)}
+
+
+def batch_key(spec: dict[str, Any]) -> Any:
+    """What a deferrer fixes for all its jobs; a spec with a dedupe key is a group of its own."""
+    return (
+        int(spec.get("priority") or 0),
+        int(spec.get("delay_ms") or 0),
+        spec["id"] if spec.get("dedupe_key") else None,
+    )
+
+
 async def enqueue() -> None:
     app, _ = make_app(int(p.CONFIG.get("pool_size", 2)))
     mode = p.CONFIG.get("transaction")
     async with app.open_async():
 
-        async def send(spec: dict[str, Any], connection: AsyncConnection | None = None) -> int:
-            deferrer = app.configure_task(
+        def deferrer(spec: dict[str, Any], connection: AsyncConnection | None) -> Any:
+            return app.configure_task(
                 TASK,
                 queue=p.CONFIG["queue"],
                 priority=int(spec.get("priority") or 0),  # higher first, as normalised
@@ -69,16 +85,27 @@ async def enqueue() -> None:
                 queueing_lock=spec.get("dedupe_key"),
                 connection=connection,
             )
+
+        async def send(spec: dict[str, Any], connection: AsyncConnection | None = None) -> int:
             try:
-                return await deferrer.defer_async(body=p.body(spec), max_attempts=int(spec.get("max_attempts") or 1))
+                return await deferrer(spec, connection).defer_async(**task_kwargs(spec))
             except AlreadyEnqueued as exc:
                 raise RuntimeError(f"refused by queueing_lock {spec['dedupe_key']!r}: {exc}") from exc
 
+        async def send_batch(specs: list[dict[str, Any]], connection: AsyncConnection | None = None) -> list[int]:
+            # The group shares batch_key, so its first spec configures the deferrer for all.
+            try:
+                return await deferrer(specs[0], connection).batch_defer_async(*(task_kwargs(s) for s in specs))
+            except AlreadyEnqueued as exc:
+                raise RuntimeError(f"refused by queueing_lock {specs[0]['dedupe_key']!r}: {exc}") from exc
+
         if not mode:
-            await p.acknowledge_each_async(send)
+            await p.acknowledge_async(send, send_batch, key=batch_key)
             return
         async with await AsyncConnection.connect(p.CONFIG["dsn"]) as conn:
-            await p.acknowledge_each_async(lambda spec: send(spec, conn), in_transaction=True)
+            await p.acknowledge_async(
+                lambda spec: send(spec, conn), lambda specs: send_batch(specs, conn), key=batch_key, in_transaction=True
+            )
             await (conn.commit() if mode == "commit" else conn.rollback())
         p.transaction_outcome(mode)
 

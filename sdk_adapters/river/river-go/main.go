@@ -22,8 +22,10 @@ import (
 
 var cfg = protocol.LoadConfig()
 
+// batch_enqueue: InsertMany / InsertManyTx (client.go:1978, :2013), InsertOpts per job, each
+// job's own JobInsertResult (a unique skip refuses that spec alone).
 var capabilities = []string{"priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
-	"visibility_timeout", "crash_recovery", "listen_notify", "worker"}
+	"batch_enqueue", "visibility_timeout", "crash_recovery", "listen_notify", "worker"}
 
 // gauntletArgs is the protocol's body; a dedupe key rides beside it, the only field River's
 // unique-by-args looks at (tagged river:"unique").
@@ -94,38 +96,70 @@ func enqueue() error {
 	}
 	send := func(insert func(river.JobArgs, *river.InsertOpts) (*rivertype.JobInsertResult, error)) func(protocol.Spec) (string, error) {
 		return func(spec protocol.Spec) (string, error) {
-			args := gauntletArgs{Body: protocol.NewBody(spec)}
-			if spec.DedupeKey != nil {
-				args.DedupeKey = *spec.DedupeKey
-			}
-			res, err := insert(args, insertOpts(spec))
+			res, err := insert(jobArgs(spec), insertOpts(spec))
 			if err != nil {
 				return "", err
 			}
-			if res.UniqueSkippedAsDuplicate {
-				return "", fmt.Errorf("refused: job %d holds dedupe key %q", res.Job.ID, args.DedupeKey)
-			}
-			return strconv.FormatInt(res.Job.ID, 10), nil
+			r := resultOf(spec, res)
+			return r.ID, r.Err
 		}
 	}
+	sendMany := func(insertMany func([]river.InsertManyParams) ([]*rivertype.JobInsertResult, error)) *protocol.Batch {
+		return &protocol.Batch{Send: func(specs []protocol.Spec) ([]protocol.Result, error) {
+			params := make([]river.InsertManyParams, len(specs))
+			for i, spec := range specs {
+				params[i] = river.InsertManyParams{Args: jobArgs(spec), InsertOpts: insertOpts(spec)}
+			}
+			inserted, err := insertMany(params)
+			if err != nil {
+				return nil, err
+			}
+			if len(inserted) != len(specs) {
+				return nil, fmt.Errorf("InsertMany answered for %d jobs, was given %d", len(inserted), len(specs))
+			}
+			results := make([]protocol.Result, len(specs))
+			for i, spec := range specs {
+				results[i] = resultOf(spec, inserted[i])
+			}
+			return results, nil
+		}}
+	}
 	if cfg.Transaction == nil {
-		direct := send(func(a river.JobArgs, o *river.InsertOpts) (*rivertype.JobInsertResult, error) {
-			return rc.Insert(ctx, a, o)
-		})
-		protocol.Specs(func(spec protocol.Spec) {
-			id, err := direct(spec)
-			protocol.Ack(spec.ID, id, err)
-		})
+		protocol.Acknowledge(cfg,
+			send(func(a river.JobArgs, o *river.InsertOpts) (*rivertype.JobInsertResult, error) {
+				return rc.Insert(ctx, a, o)
+			}),
+			sendMany(func(p []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) { return rc.InsertMany(ctx, p) }))
 		return nil
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	protocol.EnqueueInTransaction(ctx, cfg, tx, send(func(a river.JobArgs, o *river.InsertOpts) (*rivertype.JobInsertResult, error) {
-		return rc.InsertTx(ctx, tx, a, o)
-	}))
+	protocol.EnqueueInTransaction(ctx, cfg, tx,
+		send(func(a river.JobArgs, o *river.InsertOpts) (*rivertype.JobInsertResult, error) {
+			return rc.InsertTx(ctx, tx, a, o)
+		}),
+		sendMany(func(p []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
+			return rc.InsertManyTx(ctx, tx, p)
+		}))
 	return nil
+}
+
+func jobArgs(spec protocol.Spec) gauntletArgs {
+	args := gauntletArgs{Body: protocol.NewBody(spec)}
+	if spec.DedupeKey != nil {
+		args.DedupeKey = *spec.DedupeKey
+	}
+	return args
+}
+
+// resultOf is one spec's outcome from its insert result: a unique skip is a refusal.
+func resultOf(spec protocol.Spec, res *rivertype.JobInsertResult) protocol.Result {
+	if res.UniqueSkippedAsDuplicate {
+		return protocol.Result{Err: fmt.Errorf("refused: job %d holds dedupe key %q", res.Job.ID, jobArgs(spec).DedupeKey)}
+	}
+	return protocol.Result{ID: strconv.FormatInt(res.Job.ID, 10)}
 }
 
 func work() error {

@@ -18,7 +18,9 @@ import riverqueue
 import sqlalchemy
 from riverqueue.driver import riversqlalchemy
 
-# Enqueue-side capabilities are this client's; the worker-side ones are river-go's.
+# Enqueue-side capabilities are this client's; the worker-side ones are river-go's. No
+# batch_enqueue: insert_many / insert_many_tx (riverqueue/client.py:252, :506) return only the
+# number of jobs inserted, no job ids, so a batch could not be acknowledged spec by spec.
 CAPABILITIES = ["priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue", "visibility_timeout",
                 "crash_recovery", "listen_notify"]  # fmt: skip
 

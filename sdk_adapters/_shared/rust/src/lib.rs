@@ -25,6 +25,8 @@ pub struct Config {
     pub poll_interval_ms: u64,
     pub pool_size: Option<u32>,
     pub transaction: Option<String>,
+    /// Absent, null or 1: one SDK call per spec.
+    pub batch_size: Option<usize>,
 }
 
 fn one() -> usize { 1 }
@@ -79,6 +81,72 @@ pub fn specs() -> impl Iterator<Item = Result<Spec, String>> {
         Ok(l) if l.trim().is_empty() => None,
         Ok(l) => Some(serde_json::from_str::<Spec>(&l).map_err(|e| format!("invalid job spec: {e}"))),
     })
+}
+
+pub fn batch_size(cfg: &Config) -> usize {
+    cfg.batch_size.unwrap_or(1).max(1)
+}
+
+/// What `groups` yields: a line that is no valid spec, or a group of valid specs.
+pub enum Item {
+    Invalid(String),
+    Group(Vec<Spec>),
+}
+
+/// The specs on stdin in groups of up to `size` consecutive valid specs, each yielded the moment
+/// it is complete: full, followed by an invalid line (yielded next), by a spec of another
+/// `key(spec)` (what the SDK's batch call must share) or by one whose dedupe_key the group
+/// already holds (no batch call treats two of one key as two single calls would), or at EOF.
+/// With size 1 every spec is a group of its own, yielded as it arrives.
+pub fn groups<K: PartialEq>(size: usize, key: impl Fn(&Spec) -> K) -> impl Iterator<Item = Item> {
+    let mut lines = specs();
+    let mut group: Vec<Spec> = Vec::new();
+    let mut held: Option<Item> = None; // yielded right after the group it closed
+    std::iter::from_fn(move || {
+        if let Some(item) = held.take() {
+            return Some(item);
+        }
+        loop {
+            match lines.next() {
+                None => return (!group.is_empty()).then(|| Item::Group(std::mem::take(&mut group))),
+                Some(Err(reason)) if group.is_empty() => return Some(Item::Invalid(reason)),
+                Some(Err(reason)) => {
+                    held = Some(Item::Invalid(reason));
+                    return Some(Item::Group(std::mem::take(&mut group)));
+                }
+                Some(Ok(spec)) => {
+                    let same_key = spec.dedupe_key.is_some() && group.iter().any(|s| s.dedupe_key == spec.dedupe_key);
+                    if !group.is_empty() && (key(&spec) != key(&group[0]) || same_key) {
+                        let done = std::mem::replace(&mut group, vec![spec]);
+                        if group.len() >= size {
+                            held = Some(Item::Group(std::mem::take(&mut group)));
+                        }
+                        return Some(Item::Group(done));
+                    }
+                    group.push(spec);
+                    if group.len() >= size {
+                        return Some(Item::Group(std::mem::take(&mut group)));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Acknowledges each spec of a group from its batch call's answer (one result per spec, in
+/// order); a failed call, or one that answered for a different number of jobs, fails them all.
+pub fn ack_batch(group: &[Spec], answer: Result<Vec<Result<String, String>>, String>) {
+    let answer = answer.and_then(|results| {
+        if results.len() == group.len() {
+            Ok(results)
+        } else {
+            Err(format!("the batch call answered for {} jobs, was given {}", results.len(), group.len()))
+        }
+    });
+    match answer {
+        Ok(results) => group.iter().zip(results).for_each(|(spec, result)| ack(&spec.id, result)),
+        Err(error) => group.iter().for_each(|spec| ack(&spec.id, Err(error.clone()))),
+    }
 }
 
 pub fn ack(id: &str, result: Result<String, String>) {

@@ -4,15 +4,17 @@
 //! The crate's task identifiers are compile-time constants, so every graphile-worker driver
 //! uses the task "gauntlet" and carries the protocol's queue as a job flag.
 use gauntlet_protocol as p;
-use graphile_worker::{IntoTaskHandlerResult, JobSpec, TaskHandler, WorkerContext, WorkerOptions, WorkerRecoveryConfig, WorkerUtils};
+use graphile_worker::{IntoTaskHandlerResult, JobSpec, RawJobSpec, TaskHandler, WorkerContext, WorkerOptions, WorkerRecoveryConfig, WorkerUtils};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-const CAPABILITIES: [&str; 11] = ["priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
-                                  "visibility_timeout", "crash_recovery", "listen_notify", "worker"];
+// batch_enqueue: WorkerUtils::add_raw_jobs (graphile_worker_utils schedule.rs:139), and on the
+// caller's transaction WorkerUtilsWithExecutor::add_raw_jobs (executor.rs:107); a JobSpec per job.
+const CAPABILITIES: [&str; 12] = ["priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
+                                  "batch_enqueue", "visibility_timeout", "crash_recovery", "listen_notify", "worker"];
 const SCHEMA: &str = "graphile_worker";
 
 static HISTORY: OnceLock<p::History> = OnceLock::new();
@@ -57,18 +59,32 @@ async fn enqueue(cfg: &p::Config) -> Result<(), String> {
         Some(_) => Some(db.begin().await.map_err(|e| e.to_string())?),
         None => None,
     };
-    for spec in p::specs() {
-        match spec {
-            Err(reason) => p::refuse(&reason),
-            Ok(spec) => {
-                let (body, job) = (p::body(&spec), job_spec(cfg, &spec));
-                let added = match tx.as_mut() {
-                    Some(tx) => utils.clone().with_executor(&mut **tx).add_raw_job(Gauntlet::IDENTIFIER, body, job).await,
-                    None => utils.add_raw_job(Gauntlet::IDENTIFIER, body, job).await,
-                };
-                p::ack(&spec.id, added.map(|j| j.id().to_string()).map_err(|e| e.to_string()));
+    let size = p::batch_size(cfg);
+    for item in p::groups(size, |_| ()) {
+        let group = match item {
+            p::Item::Invalid(reason) => {
+                p::refuse(&reason);
+                continue;
             }
+            p::Item::Group(group) => group,
+        };
+        if size == 1 {
+            let (body, job) = (p::body(&group[0]), job_spec(cfg, &group[0]));
+            let added = match tx.as_mut() {
+                Some(tx) => utils.clone().with_executor(&mut **tx).add_raw_job(Gauntlet::IDENTIFIER, body, job).await,
+                None => utils.add_raw_job(Gauntlet::IDENTIFIER, body, job).await,
+            };
+            p::ack(&group[0].id, added.map(|j| j.id().to_string()).map_err(|e| e.to_string()));
+            continue;
         }
+        let jobs: Vec<RawJobSpec> = group.iter()
+            .map(|spec| RawJobSpec { identifier: Gauntlet::IDENTIFIER.into(), payload: p::body(spec), spec: job_spec(cfg, spec) })
+            .collect();
+        let added = match tx.as_mut() {
+            Some(tx) => utils.clone().with_executor(&mut **tx).add_raw_jobs(&jobs).await,
+            None => utils.add_raw_jobs(&jobs).await,
+        };
+        p::ack_batch(&group, added.map(|js| js.iter().map(|j| Ok(j.id().to_string())).collect()).map_err(|e| e.to_string()));
     }
     if let (Some(tx), Some(mode)) = (tx, cfg.transaction.as_deref()) {
         let (result, word) = if mode == "commit" { (tx.commit().await, "committed") } else { (tx.rollback().await, "rolled_back") };

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 // send_with_cxn takes the caller's executor, so enqueue can join the caller's transaction;
-// delays are whole seconds.
-const CAPABILITIES: [&str; 6] = ["fifo", "delay", "tx_enqueue", "visibility_timeout", "crash_recovery", "worker"];
+// delays are whole seconds. send_batch_with_delay(_with_cxn) (pg_ext/mod.rs:576, :597) has one
+// delay for the whole batch: a group holds specs of one delay only (delay_seconds is its key).
+const CAPABILITIES: [&str; 7] =
+    ["fifo", "delay", "tx_enqueue", "batch_enqueue", "visibility_timeout", "crash_recovery", "worker"];
 
 async fn queue(cfg: &p::Config, size: u32) -> Result<PGMQueueExt, String> {
     let pool = PgPoolOptions::new().max_connections(size).connect(&cfg.dsn).await.map_err(|e| e.to_string())?;
@@ -25,35 +27,41 @@ fn delay_seconds(spec: &p::Spec) -> i32 {
 
 async fn enqueue(cfg: &p::Config) -> Result<(), String> {
     let q = queue(cfg, 2).await?;
-    let specs = p::specs();
-    match cfg.transaction.as_deref() {
-        None => {
-            for spec in specs {
-                match spec {
-                    Err(reason) => p::refuse(&reason),
-                    Ok(spec) => {
-                        let sent = q.send_delay(&cfg.queue, &p::body(&spec), delay_seconds(&spec)).await;
-                        p::ack(&spec.id, sent.map(|id| id.to_string()).map_err(|e| e.to_string()));
-                    }
-                }
+    let mut tx = match cfg.transaction {
+        Some(_) => Some(q.connection.begin().await.map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let size = p::batch_size(cfg);
+    for item in p::groups(size, delay_seconds) {
+        let group = match item {
+            p::Item::Invalid(reason) => {
+                p::refuse(&reason);
+                continue;
             }
+            p::Item::Group(group) => group,
+        };
+        if size == 1 {
+            let (spec, body) = (&group[0], p::body(&group[0]));
+            let sent = match tx.as_mut() {
+                Some(tx) => q.send_delay_with_cxn(&cfg.queue, &body, delay_seconds(spec), &mut **tx).await,
+                None => q.send_delay(&cfg.queue, &body, delay_seconds(spec)).await,
+            };
+            p::ack(&spec.id, sent.map(|id| id.to_string()).map_err(|e| e.to_string()));
+            continue;
         }
-        Some(mode) => {
-            let mut tx = q.connection.begin().await.map_err(|e| e.to_string())?;
-            for spec in specs {
-                match spec {
-                    Err(reason) => p::refuse(&reason),
-                    Ok(spec) => {
-                        let sent = q.send_delay_with_cxn(&cfg.queue, &p::body(&spec), delay_seconds(&spec), &mut *tx).await;
-                        p::ack(&spec.id, sent.map(|id| id.to_string()).map_err(|e| e.to_string()));
-                    }
-                }
-            }
-            let (result, word) = if mode == "commit" { (tx.commit().await, "committed") } else { (tx.rollback().await, "rolled_back") };
-            match result {
-                Ok(()) => p::emit(&json!({"transaction": word})),
-                Err(e) => p::emit(&json!({"transaction": "failed", "error": e.to_string()})),
-            }
+        // The group shares its delay (the key of p::groups).
+        let (bodies, delay) = (group.iter().map(p::body).collect::<Vec<Value>>(), delay_seconds(&group[0]));
+        let sent = match tx.as_mut() {
+            Some(tx) => q.send_batch_with_delay_with_cxn(&cfg.queue, &bodies, delay, &mut **tx).await,
+            None => q.send_batch_with_delay(&cfg.queue, &bodies, delay).await,
+        };
+        p::ack_batch(&group, sent.map(|ids| ids.iter().map(|id| Ok(id.to_string())).collect()).map_err(|e| e.to_string()));
+    }
+    if let (Some(tx), Some(mode)) = (tx, cfg.transaction.as_deref()) {
+        let (result, word) = if mode == "commit" { (tx.commit().await, "committed") } else { (tx.rollback().await, "rolled_back") };
+        match result {
+            Ok(()) => p::emit(&json!({"transaction": word})),
+            Err(e) => p::emit(&json!({"transaction": "failed", "error": e.to_string()})),
         }
     }
     q.connection.close().await;
