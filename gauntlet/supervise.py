@@ -40,6 +40,10 @@ def _die_with_parent() -> None:
     # Fallback for a harness that is itself SIGKILLed and so cannot clean up:
     # the kernel kills the helper when the spawning thread goes away.
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # A harness started in the background (nohup, `cmd &` in a script) inherits SIGINT
+    # ignored, and so would every helper: the SIGINT the harness sends a session to stop it
+    # would then do nothing, and only the SIGKILL after the grace would, with no teardown.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _log_name(name: str) -> str:

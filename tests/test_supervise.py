@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -54,3 +55,17 @@ def test_output_goes_to_the_helper_log(tmp_path: Path) -> None:
     )
     assert done.returncode == 0 and done.stdout.strip() == "out"
     assert "err" in (tmp_path / "talker.log").read_text()
+
+
+def test_a_helper_stops_on_sigint_even_when_the_harness_was_started_ignoring_it(tmp_path: Path) -> None:
+    """A harness run under nohup or `&` inherits SIGINT ignored; its helpers must not, or the
+    SIGINT that asks a session to tear down does nothing and only the later SIGKILL lands."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    supervisor = Supervisor(log_dir=tmp_path)
+    try:
+        probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+        done = supervisor.run("disposition", [sys.executable, "-c", probe], timeout=30)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        supervisor.close()
+    assert done.stdout.strip() == "True"
