@@ -310,6 +310,21 @@ elif flaw == "sigterm_unacked":  # at SIGTERM, finishes the jobs in flight but n
 
     p.execute = execute
 
+elif flaw == "dies_on_db_error":  # the first failed fetch or completion ends the worker, as a runner without retries
+    real_run_slots = p.run_slots
+
+    def run_slots(slot):
+        def dying_slot() -> bool:
+            try:
+                return slot()
+            except Exception as exc:
+                print(f"giving up: {exc!r}", file=sys.stderr, flush=True)
+                os._exit(1)
+
+        real_run_slots(dying_slot)
+
+    p.run_slots = run_slots
+
 elif flaw == "hangs":  # never answers info
 
     def info_hangs() -> None:
