@@ -59,6 +59,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def owned_temp_dir(prefix: str, user: str | None) -> Path:
+    """A mkdtemp directory under /tmp (short socket paths), owned by `user` when given: the
+    server processes run as `postgres` when the harness is root (initdb and PgBouncer refuse root)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    if user:
+        entry = pwd.getpwnam(user)
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+    return root
+
+
+def wait_ready(process: Helper, ready: Callable[[], bool], bound_s: float) -> bool:
+    """Until `ready()` (True), the process dies or the bound passes (False)."""
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        if not process.alive():
+            return False
+        if ready():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _accepts(dsn: str) -> bool:
+    try:
+        psycopg.connect(dsn, connect_timeout=2).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
 @dataclass(frozen=True)
 class Server:
     """How to reach a server: a base DSN whose database name is swapped per use."""
@@ -100,10 +130,7 @@ class EmbeddedCluster:
 
     def start(self) -> Server:
         began = time.perf_counter()
-        self.root = Path(tempfile.mkdtemp(prefix="gauntlet-pg-", dir="/tmp"))
-        if self._user:
-            entry = pwd.getpwnam(self._user)
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        self.root = owned_temp_dir("gauntlet-pg-", self._user)
         initdb = self.supervisor.run(
             "postgres-initdb",
             [
@@ -165,26 +192,14 @@ class EmbeddedCluster:
         raise HelperError(f"PostgreSQL did not start:\n{self.process.log_tail() if self.process else ''}")
 
     def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + READY_BOUND_S
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if not self.process.alive():
-                return False
-            try:
-                psycopg.connect(self.server.dsn(), connect_timeout=2).close()
-                return True
-            except psycopg.OperationalError:
-                time.sleep(0.02)
-        return False
+        assert self.process is not None
+        return wait_ready(self.process, lambda: _accepts(self.server.dsn()), READY_BOUND_S)
 
     def start_standby(self) -> EmbeddedCluster:
         """A streaming standby of this cluster (pg_basebackup -R), in its own temp dir, on its
         own loopback port, with the same settings: what a failover promotes."""
         standby = EmbeddedCluster(self.supervisor, self.bindir, dict(self.settings))
-        standby.root = Path(tempfile.mkdtemp(prefix="gauntlet-pg-standby-", dir="/tmp"))
-        if self._user:
-            entry = pwd.getpwnam(self._user)
-            os.chown(standby.root, entry.pw_uid, entry.pw_gid)
+        standby.root = owned_temp_dir("gauntlet-pg-standby-", self._user)
         copy = self.supervisor.run(
             "postgres-basebackup",
             [

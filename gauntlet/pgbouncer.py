@@ -11,17 +11,14 @@ settings, `pool_mode = transaction`, one wildcard database entry.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import socket
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gauntlet.pg import Server, free_port
+from gauntlet.pg import Server, free_port, owned_temp_dir, wait_ready
 from gauntlet.supervise import Helper, HelperError, Supervisor
 
 BINARY = "/usr/sbin/pgbouncer"
@@ -57,10 +54,7 @@ class PgBouncer:
 
     def start(self) -> PgBouncer:
         user = "postgres" if os.geteuid() == 0 else None
-        self.root = Path(tempfile.mkdtemp(prefix="gauntlet-pgbouncer-", dir="/tmp"))
-        if user:
-            entry = pwd.getpwnam(user)
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        self.root = owned_temp_dir("gauntlet-pgbouncer-", user)
         up = conninfo_to_dict(self.upstream.base_dsn)
         (self.root / "users.txt").write_text(f'"{up.get("user", "postgres")}" ""\n')
         for _attempt in range(3):
@@ -86,17 +80,15 @@ class PgBouncer:
         raise HelperError(f"PgBouncer did not start:\n{self.process.log_tail() if self.process else ''}")
 
     def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + READY_BOUND_S
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if not self.process.alive():
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return True
-            except OSError:
-                time.sleep(0.02)
-        return False
+        assert self.process is not None
+        return wait_ready(self.process, self._listens, READY_BOUND_S)
+
+    def _listens(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def dsn(self, direct_dsn: str) -> str:
         """The same database, reached through the bouncer."""
