@@ -20,6 +20,8 @@ from gauntlet.driver import Driver, DriverError
 from gauntlet.pg import Harness
 from gauntlet.pgbouncer import PgBouncer
 
+LEAVE_OUT_EXTENDED = "GAUNTLET_LEAVE_OUT_EXTENDED"
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--sdk", help="the SDK adapter under test (a folder name in sdk_adapters/)")
@@ -37,6 +39,21 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "needs(*capabilities): not applicable unless the SDK declares them ('a|b': either)"
     )
     config.addinivalue_line("markers", "direct_only(why): not applicable through a pooler, for the reason given")
+    config.addinivalue_line(
+        "markers",
+        f"extended: left out where {LEAVE_OUT_EXTENDED}=1 (the default main job: not yet inside its time goal)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The main job leaves the extended scenarios out unless asked (`run --extended`); a
+    session, or pytest, run by hand keeps them, so their reproduce commands work as written."""
+    if os.environ.get(LEAVE_OUT_EXTENDED) != "1":
+        return
+    left_out = [item for item in items if item.get_closest_marker("extended")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("extended")]
 
 
 @pytest.fixture(scope="session")

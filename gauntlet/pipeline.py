@@ -35,10 +35,11 @@ from gauntlet.supervise import Helper, Supervisor
 
 MATRIX_KINDS = ("chaos", "e2e", "pgbouncer", "sql")  # longest first, when no earlier run says otherwise
 TOPOLOGIES = ("direct", *KIND_TOPOLOGY.values())
-# Kinds a run includes only when asked for by name, kind or topology (`--topology pgbouncer`):
-# the E2E catalog through PgBouncer is not yet judged for every SDK, and not yet inside the
-# main job's time goal.
+# What the main job leaves out unless asked (`--extended`), not yet inside its time goal: the
+# kinds below (also run when named: `--topology pgbouncer`, `--only pgbouncer`) and the
+# scenarios marked `extended` (e2e/fixtures.py reads the variable).
 OPT_IN_KINDS = ("pgbouncer",)
+LEAVE_OUT_EXTENDED = "GAUNTLET_LEAVE_OUT_EXTENDED"
 SESSION_BOUND_S = 45 * 60
 # One seed for the whole main job, the same by default from run to run: every SDK meets the
 # same fault schedule, verdicts compare across runs, and findings' rates are measured with it.
@@ -136,7 +137,7 @@ def candidates(listed: list[dict[str, Any]]) -> list[Candidate]:
 
 
 def select(
-    found: list[Candidate], only: list[str], topology: str | None = None
+    found: list[Candidate], only: list[str], topology: str | None = None, extended: bool = False
 ) -> tuple[list[SessionId], SessionId | None]:
     """The matrix sessions that any selector in `only` names (all without `only`), of the given
     topology if one is given, and the report.
@@ -145,7 +146,9 @@ def select(
     """
     if topology is not None:
         found = [c for c in found if c.id.kind == "report" or c.id.topology == topology]
-    elif not any(s in OPT_IN_KINDS or s.startswith(tuple(f"{k}(" for k in OPT_IN_KINDS)) for s in only):
+    elif not extended and not any(
+        s in OPT_IN_KINDS or s.startswith(tuple(f"{k}(" for k in OPT_IN_KINDS)) for s in only
+    ):
         found = [c for c in found if c.id.kind not in OPT_IN_KINDS]
     unmatched = [s for s in only if not any(c.matches(s) for c in found)]
     if unmatched:
@@ -415,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
         help="only the sessions of this topology (direct: sql and e2e; pgbouncer: e2e through PgBouncer;"
         " toxiproxy: chaos)",
     )
+    parser.add_argument(
+        "--extended",
+        action="store_true",
+        help="also the scenarios and sessions not yet inside the main job's time goal (pgbouncer, marked scenarios)",
+    )
     parser.add_argument("--jobs", type=int, help="sessions at a time (default: from the machine's cores and memory)")
     parser.add_argument("--ci-matrix", action="store_true", help="print the CI job matrix as JSON and exit")
     parser.add_argument(
@@ -425,10 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seed = random.SystemRandom().randrange(1, 10**6) if args.seed == "random" else int(args.seed)
     os.environ["GAUNTLET_SEED"] = str(seed)  # every session inherits it: one schedule for every SDK
+    os.environ[LEAVE_OUT_EXTENDED] = "0" if args.extended else "1"  # the sessions and the report's listing
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
     try:
-        matrix, report = select(candidates(list_sessions()), args.only, args.topology)
+        matrix, report = select(candidates(list_sessions()), args.only, args.topology, args.extended)
     except SelectionError as exc:
         print(exc, file=sys.stderr)
         return 2

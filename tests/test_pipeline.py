@@ -70,13 +70,20 @@ def test_a_selector_is_a_name_a_kind_or_a_tag(only: list[str], expected: list[st
         (["pgbouncer"], None, ["pgbouncer(sdk='pgmq-py')"]),
         (["pgmq-py"], "toxiproxy", ["chaos(sdk='pgmq-py')"]),
         (["pgmq-py"], "direct", ["sql(system='pgmq')", "e2e(sdk='pgmq-py')"]),
+        (
+            ["pgmq-py"],
+            "extended",
+            ["sql(system='pgmq')", "e2e(sdk='pgmq-py')", "chaos(sdk='pgmq-py')", "pgbouncer(sdk='pgmq-py')"],
+        ),
     ],
 )
 def test_the_pgbouncer_sessions_run_when_asked_for_and_topology_filters(
     only: list[str], topology: str | None, expected: list[str]
 ) -> None:
-    """Not in the default main job yet (see the first case above): by kind, by name or by topology."""
-    matrix, _ = pipeline.select(pipeline.candidates(LISTED), only, topology)
+    """Not in the default main job yet (see the first case above): by kind, by name, by
+    topology, or with --extended."""
+    extended = topology == "extended"
+    matrix, _ = pipeline.select(pipeline.candidates(LISTED), only, None if extended else topology, extended)
     assert _names(matrix) == expected
 
 

@@ -470,6 +470,20 @@ def test_the_real_collector_lists_an_sdks_rows() -> None:
     assert RowId("sql", "pgmq/api") in build.collect_rows(SessionId("sql", "pgmq"))
     with pytest.raises(build.CollectError):
         build.collect_rows(SessionId("no-such-suite", "pgmq-py"))
+    through = build.collect_rows(SessionId("pgbouncer", "pgmq-py"))
+    assert RowId("e2e", "test_basic_wave") in through and RowId("e2e", "test_pool_exhaustion") in through
+
+
+def test_the_default_main_job_leaves_the_extended_scenarios_out_of_its_sessions_and_listing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sessions and the report's listing read the same variable, so a left-out scenario is
+    neither run nor expected ("not run")."""
+    extended = RowId("chaos", "test_failover_to_a_promoted_standby")
+    assert extended in build.collect_rows(SessionId("chaos", "pgmq-py"))
+    monkeypatch.setenv("GAUNTLET_LEAVE_OUT_EXTENDED", "1")
+    kept = build.collect_rows(SessionId("chaos", "pgmq-py"))
+    assert extended not in kept and RowId("chaos", "test_network_fault[partition]") in kept
 
 
 def _cells() -> list[matrix.Cell]:
