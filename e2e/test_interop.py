@@ -31,7 +31,12 @@ def test_interop(workload: Workload, worker_sdk: str, record_property) -> None:
     """Enqueue with this SDK, work with `worker_sdk`: all run once, payloads arrive intact."""
     record_property("worker_sdk", worker_sdk)
     worker_driver = Driver(
-        catalog.load().sdk(worker_sdk), workload.driver.supervisor, workload.driver.dsn, workload.driver.queue
+        catalog.load().sdk(worker_sdk),
+        workload.driver.supervisor,
+        workload.driver.dsn,
+        workload.driver.queue,
+        options=workload.driver.options,  # the same lease, and the same pooler when there is one
+        stats_dsn=workload.driver.stats_dsn,
     )
     if "worker" not in worker_driver.info()["capabilities"]:
         pytest.skip(f"not applicable: {worker_sdk} cannot work jobs (insert-only)")

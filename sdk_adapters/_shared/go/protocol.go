@@ -30,6 +30,7 @@ type Config struct {
 	PoolSize           int     `json:"pool_size"`
 	Transaction        *string `json:"transaction"`
 	BatchSize          int     `json:"batch_size"` // 0 or 1 (absent, null): one SDK call per spec
+	Pooler             string  `json:"pooler"`     // "pgbouncer": reached through PgBouncer in transaction mode
 }
 
 type Spec struct {

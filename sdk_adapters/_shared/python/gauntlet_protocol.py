@@ -21,6 +21,21 @@ CONFIG: dict[str, Any] = json.loads(os.environ.get("GAUNTLET_CONFIG", "{}"))
 stop_requested = threading.Event()
 
 
+def pooler() -> str | None:
+    """`pooler` in the config: "pgbouncer" when the SDK is reached through PgBouncer in
+    transaction mode (the driver then applies the settings its SDK documents for poolers,
+    each a [[tuning]] entry with topology = "pgbouncer"), else None."""
+    return CONFIG.get("pooler") or None
+
+
+def psycopg_pooler_kwargs() -> dict[str, Any]:
+    """Connect kwargs for psycopg 3 behind a pooler: `prepare_threshold=None` never prepares
+    server-side statements, which PgBouncer before 1.21 cannot keep in transaction mode (the
+    psycopg docs, advanced/prepare.html "Using prepared statements with PgBouncer"). Empty
+    when there is no pooler: psycopg's defaults stand."""
+    return {"prepare_threshold": None} if pooler() == "pgbouncer" else {}
+
+
 def emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
     sys.stdout.flush()

@@ -17,6 +17,9 @@ const CAPABILITIES = [
 ];
 const TASK = "gauntlet";
 const quiet = { scope: () => quiet, debug() {}, info() {}, warn: console.error, error: console.error };
+// Behind PgBouncer: the SharedOptions setting graphile-worker documents for poolers without
+// prepared statements (dist/interfaces.d.ts:527-532; manifest tuning, topology pgbouncer).
+const poolerOptions = p.CONFIG.pooler ? { noPreparedStatements: true } : {};
 
 // Normalised priority is higher-first; graphile-worker runs lower numbers first.
 const jobOptions = (spec) => ({
@@ -38,7 +41,7 @@ async function prepare() {
 async function enqueue() {
   const mode = p.CONFIG.transaction;
   if (!mode) {
-    const utils = await makeWorkerUtils({ pgPool: new pg.Pool(p.pgOptions(p.CONFIG.dsn, 2)), logger: quiet });
+    const utils = await makeWorkerUtils({ pgPool: new pg.Pool(p.pgOptions(p.CONFIG.dsn, 2)), logger: quiet, ...poolerOptions });
     try {
       await p.acknowledge(async (spec) => (await utils.addJob(TASK, p.body(spec), jobOptions(spec))).id, {
         sendBatch: async (specs) =>
@@ -78,7 +81,7 @@ async function work() {
   pgPool.on("error", (err) => console.error(`idle pool connection lost: ${err.message}`));
   pgPool.on("connect", (client) => client.on("error", (err) => console.error(`connection lost: ${err.message}`)));
   const runner = await run({
-    pgPool, concurrency, logger: quiet, noHandleSignals: true,
+    pgPool, concurrency, logger: quiet, noHandleSignals: true, ...poolerOptions,
     pollInterval: p.CONFIG.poll_interval_ms ?? 2000,
     taskList: {
       [TASK]: async (payload, helpers) => {

@@ -90,7 +90,8 @@ async function work() {
   // supervise: the monitor that fails (and so retries) expired jobs; every second, not every minute.
   const boss = await started(p.CONFIG.pool_size ?? concurrency + 2, {
     supervise: true, superviseIntervalSeconds: 1, monitorIntervalSeconds: 1, queueCacheIntervalSeconds: 1,
-    useListenNotify: true,
+    // Not behind PgBouncer: LISTEN needs a session-pinned connection (dist/types.d.ts:497-507).
+    useListenNotify: !p.CONFIG.pooler,
   });
   const history = new p.History(p.CONFIG.history, p.CONFIG.worker || "w");
   const stopped = new Promise((resolve) => process.on("SIGTERM", resolve));

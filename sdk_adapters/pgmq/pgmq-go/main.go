@@ -13,9 +13,15 @@ import (
 	"gauntlet/protocol"
 
 	"github.com/craigpastro/pgmq-go"
+	"github.com/jackc/pgx/v5"
 )
 
 var cfg = protocol.LoadConfig()
+
+// Behind PgBouncer: pgx's CacheDescribe, not Exec. pgmq-go passes message bodies as
+// json.RawMessage (pgmq.go:97-121), which Exec sends typed json, and pgmq.send takes jsonb
+// (json -> jsonb is no implicit cast); CacheDescribe lets the server type the parameters.
+func init() { protocol.PoolerQueryExecMode = pgx.QueryExecModeCacheDescribe }
 
 // pgmq-go takes any DB (pool or transaction), so enqueue can join the caller's transaction;
 // SendBatch too. A batch has one delay (SendBatchWithDelayTimestamp), so a group holds specs of

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared" / "python
 
 import gauntlet_protocol as p
 from pgmq import PGMQueue
+from psycopg_pool import ConnectionPool
 
 # send_batch (pgmq/sync_operations.py:204) takes one delay for the whole batch: a group holds
 # specs of one delay_ms only (the key below); like send, it takes the caller's connection.
@@ -20,9 +21,21 @@ CAPABILITIES = ["fifo", "delay", "tx_enqueue", "batch_enqueue", "visibility_time
 
 def queue_client(pool_size: int | None = None) -> PGMQueue:
     # init_extension=False: the schema comes from the harness; the SDK must not CREATE EXTENSION.
-    return PGMQueue(
-        conn_string=p.CONFIG["dsn"], pool_size=pool_size or int(p.CONFIG.get("pool_size", 4)), init_extension=False
-    )
+    size = pool_size or int(p.CONFIG.get("pool_size", 4))
+    pool = None
+    if p.pooler():
+        # Behind PgBouncer: PGMQueue takes the caller's pool (pgmq/queue.py:40-45), made as its
+        # own is (:49-54) but with psycopg's pooler setting (manifest tuning, topology pgbouncer).
+        pool = ConnectionPool(p.CONFIG["dsn"], min_size=1, max_size=size, open=True, kwargs=p.psycopg_pooler_kwargs())
+    return PGMQueue(conn_string=p.CONFIG["dsn"], pool_size=size, init_extension=False, pool=pool)
+
+
+def close(client: PGMQueue) -> None:
+    """client.close() closes only a pool the client made itself (pgmq/queue.py:56-60)."""
+    pool = client.pool
+    client.close()
+    if pool is not None and not pool.closed:
+        pool.close()
 
 
 def info() -> None:
@@ -34,7 +47,7 @@ def prepare() -> None:
     try:
         client.create_queue(p.CONFIG["queue"])
     finally:
-        client.close()
+        close(client)
     p.emit({"ok": True})
 
 
@@ -78,7 +91,7 @@ def enqueue() -> None:
                 conn.rollback()
             p.transaction_outcome(mode)
     finally:
-        client.close()
+        close(client)
 
 
 def work() -> None:
@@ -98,7 +111,7 @@ def work() -> None:
     try:
         p.run_slots(slot)
     finally:
-        client.close()
+        close(client)
 
 
 if __name__ == "__main__":

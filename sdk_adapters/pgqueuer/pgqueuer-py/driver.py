@@ -36,7 +36,8 @@ CLOSE_BOUND_S = 5.0  # a connection behind a half-open proxy must not hold up th
 @asynccontextmanager
 async def connect() -> AsyncIterator[asyncpg.Connection]:
     # asyncpg is in autocommit mode outside an explicit transaction, as pgqueuer requires.
-    conn = await asyncpg.connect(p.CONFIG["dsn"])
+    # Behind PgBouncer: asyncpg's documented setting for it (manifest tuning, topology pgbouncer).
+    conn = await asyncpg.connect(p.CONFIG["dsn"], **({"statement_cache_size": 0} if p.pooler() else {}))
     try:
         yield conn
     finally:

@@ -38,7 +38,10 @@ class PerJobAttempts(BaseRetryStrategy):
 
 
 def make_app(pool_size: int) -> tuple[App, p.History]:
-    app = App(connector=PsycopgConnector(conninfo=p.CONFIG["dsn"], min_size=1, max_size=pool_size))
+    # Behind PgBouncer: psycopg's pooler setting on the pool's connections (the connector passes
+    # `kwargs` to psycopg_pool, psycopg_connector.py:56-107; manifest tuning, topology pgbouncer).
+    extra = {"kwargs": p.psycopg_pooler_kwargs()} if p.pooler() else {}
+    app = App(connector=PsycopgConnector(conninfo=p.CONFIG["dsn"], min_size=1, max_size=pool_size, **extra))
     history = p.History(p.CONFIG.get("history", ""), p.CONFIG.get("worker", "w"))
 
     @app.task(name=TASK, pass_context=True, retry=PerJobAttempts())
@@ -102,7 +105,7 @@ async def enqueue() -> None:
         if not mode:
             await p.acknowledge_async(send, send_batch, key=batch_key)
             return
-        async with await AsyncConnection.connect(p.CONFIG["dsn"]) as conn:
+        async with await AsyncConnection.connect(p.CONFIG["dsn"], **p.psycopg_pooler_kwargs()) as conn:
             await p.acknowledge_async(
                 lambda spec: send(spec, conn), lambda specs: send_batch(specs, conn), key=batch_key, in_transaction=True
             )
@@ -134,7 +137,7 @@ async def work() -> None:
                 name=p.CONFIG.get("worker", "w"),
                 concurrency=concurrency,
                 fetch_job_polling_interval=float(p.CONFIG.get("poll_interval_ms", 500)) / 1000,
-                listen_notify=True,
+                listen_notify=not p.pooler(),  # LISTEN does not work through PgBouncer in transaction mode
                 update_heartbeat_interval=stalled_after / 4,
                 stalled_worker_timeout=stalled_after,
                 delete_jobs="never",

@@ -189,6 +189,8 @@ func work() error {
 		JobTimeout:           vt,
 		RescueStuckJobsAfter: vt,
 		RetryPolicy:          linearRetry{},
+		// Behind PgBouncer: no LISTEN, River's documented mode for transaction pooling (client.go:340-353).
+		PollOnly: cfg.Pooler != "",
 	})
 	if err != nil {
 		return err

@@ -36,7 +36,11 @@ class GauntletArgs:
 
 def engine() -> sqlalchemy.Engine:
     url = sqlalchemy.make_url(p.CONFIG["dsn"]).set(drivername="postgresql+psycopg")
-    return sqlalchemy.create_engine(url, pool_size=int(p.CONFIG.get("pool_size", 2)))
+    # Behind PgBouncer: psycopg's pooler setting through SQLAlchemy's connect_args (manifest
+    # tuning, topology pgbouncer); none otherwise.
+    return sqlalchemy.create_engine(
+        url, pool_size=int(p.CONFIG.get("pool_size", 2)), connect_args=p.psycopg_pooler_kwargs()
+    )
 
 
 def insert_opts(spec: dict[str, Any]) -> riverqueue.InsertOpts:

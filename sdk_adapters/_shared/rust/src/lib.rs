@@ -27,6 +27,10 @@ pub struct Config {
     pub transaction: Option<String>,
     /// Absent, null or 1: one SDK call per spec.
     pub batch_size: Option<usize>,
+    /// "pgbouncer": reached through PgBouncer in transaction mode (the driver applies the
+    /// settings its SDK documents for poolers); absent: direct.
+    #[serde(default)]
+    pub pooler: Option<String>,
 }
 
 fn one() -> usize { 1 }

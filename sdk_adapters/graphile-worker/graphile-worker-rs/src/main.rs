@@ -7,6 +7,7 @@ use gauntlet_protocol as p;
 use graphile_worker::{IntoTaskHandlerResult, JobSpec, RawJobSpec, TaskHandler, WorkerContext, WorkerOptions, WorkerRecoveryConfig, WorkerUtils};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use graphile_worker::sqlx::SqlxDatabase;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -41,6 +42,12 @@ async fn pool(cfg: &p::Config, size: u32) -> Result<PgPool, String> {
     PgPoolOptions::new().max_connections(size).connect(&cfg.dsn).await.map_err(|e| e.to_string())
 }
 
+/// The pool as the crate's database; behind PgBouncer without persistent prepared statements,
+/// the setting the crate documents for such proxies (docs/src/configuration/runtime-drivers.md:231-250).
+fn database(cfg: &p::Config, db: &PgPool) -> SqlxDatabase {
+    SqlxDatabase::new(db.clone()).with_prepared_statements(cfg.pooler.is_none())
+}
+
 /// Normalised priority is higher-first; graphile-worker runs lower numbers first.
 fn job_spec(cfg: &p::Config, spec: &p::Spec) -> JobSpec {
     let mut job = JobSpec { priority: Some(-(spec.priority as i16)), flags: Some(vec![cfg.queue.clone()]), ..Default::default() };
@@ -54,7 +61,7 @@ fn job_spec(cfg: &p::Config, spec: &p::Spec) -> JobSpec {
 
 async fn enqueue(cfg: &p::Config) -> Result<(), String> {
     let db = pool(cfg, 2).await?;
-    let utils = WorkerUtils::new(db.clone(), SCHEMA);
+    let utils = WorkerUtils::new(database(cfg, &db), SCHEMA);
     let mut tx = match cfg.transaction {
         Some(_) => Some(db.begin().await.map_err(|e| e.to_string())?),
         None => None,
@@ -109,7 +116,7 @@ async fn work(cfg: &p::Config) -> Result<(), String> {
         .sweep_threshold(vt)
         .recovery_delay(Duration::ZERO);
     let worker = WorkerOptions::default()
-        .pg_pool(db.clone())
+        .database(database(cfg, &db))
         .schema(SCHEMA)
         .concurrency(cfg.concurrency.max(1))
         .poll_interval(Duration::from_millis(cfg.poll_interval_ms))
