@@ -17,10 +17,16 @@ from gauntlet import paths
 HELPERS = paths.ROOT / "tests" / "helpers"
 
 
+def _foreground() -> None:
+    """The child as a terminal's foreground process has it: SIGINT at its default. Run from a
+    backgrounded shell (nohup, `&`), the tests would otherwise hand it SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(argv: list[str], out: Path) -> tuple[subprocess.Popen[str], dict]:
     env = {**os.environ, "PYTHONPATH": str(paths.ROOT), "GAUNTLET_OUT": str(out)}  # logs too stay out of reports/out
     env.pop("GAUNTLET_EVENTS", None)
-    proc = subprocess.Popen(argv, cwd=paths.ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=paths.ROOT, env=env, stdout=subprocess.PIPE, text=True, preexec_fn=_foreground)
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("{"):
@@ -98,7 +104,7 @@ def _live_members(pgid: int) -> list[int]:
 def test_interrupted_main_job_stops_every_session(tmp_path: Path, signum: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
     argv = [sys.executable, "-c", MAIN_JOB, str(tmp_path / "out"), STAND_IN]
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_foreground)
     pid_files = [tmp_path / f"session-{kind}-{target}.pid" for kind, target in MATRIX]
     deadline = time.monotonic() + 30
     while not all(p.exists() for p in pid_files):

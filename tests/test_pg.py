@@ -122,12 +122,16 @@ def test_pgbouncer_pools_in_transaction_mode_on_loopback_and_leaves_nothing(leak
     bouncer = PgBouncer(supervisor, harness.server).start()
     root, port = bouncer.root, bouncer.port
     try:
-        dsn = bouncer.dsn(harness.databases.dsn(harness.databases.fresh(label="bouncer")))
+        name = harness.databases.fresh(label="bouncer")
+        dsn = bouncer.dsn(harness.databases.dsn(name))
         with psycopg.connect(make_conninfo(dsn, dbname="pgbouncer"), autocommit=True) as console:
             config = {row[0]: row[1] for row in console.execute("SHOW CONFIG").fetchall()}
         assert (config["pool_mode"], config["listen_addr"]) == ("transaction", "127.0.0.1")
         with psycopg.connect(dsn, autocommit=True) as client:
-            assert client.execute("SELECT current_database()").fetchone()[0].endswith("_bouncer_1")
+            assert client.execute("SELECT current_database(), inet_server_port()").fetchone() == (
+                name,
+                harness.server.port,
+            )
     finally:
         bouncer.stop()
         supervisor.close()

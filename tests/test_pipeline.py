@@ -98,6 +98,8 @@ def test_a_selector_matching_nothing_is_an_error_that_lists_what_would(
     assert "core" not in message  # tests/lint/bench are not the main job's to select
 
     monkeypatch.setattr(pipeline, "list_sessions", lambda: LISTED)
+    monkeypatch.setenv("GAUNTLET_SEED", "4242")  # main exports both: monkeypatch restores them after
+    monkeypatch.setenv("GAUNTLET_LEAVE_OUT_EXTENDED", "0")
     assert pipeline.main(["--only", "tests"]) == 2
     assert "no session matches 'tests'" in capsys.readouterr().err
 
