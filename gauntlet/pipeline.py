@@ -366,6 +366,8 @@ class Job:
             "cpu_s": round(_cpu_s() - self.cpu_began, 2),
             "jobs": self.jobs,
             "interrupted": interrupted,
+            # Whether the extended scenarios ran: a report made later lists the cells to expect by it.
+            "extended": os.environ.get(LEAVE_OUT_EXTENDED) != "1",
             "sessions": [asdict(r) for r in self.results],
         }
         self.layout.out.mkdir(parents=True, exist_ok=True)

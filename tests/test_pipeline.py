@@ -194,7 +194,7 @@ def test_sessions_run_side_by_side_up_to_jobs_and_the_report_last(tmp_path: Path
     assert report.start_offset_s >= max(end for _, end in spans)
 
     record = json.loads(layout.sessions_json.read_text())
-    assert set(record) == {"started", "ended", "wall_s", "cpu_s", "jobs", "interrupted", "sessions"}
+    assert set(record) == {"started", "ended", "wall_s", "cpu_s", "jobs", "interrupted", "extended", "sessions"}
     assert record["jobs"] == 2 and record["interrupted"] is False
     assert record["wall_s"] >= report.end_offset_s
     first = next(s for s in record["sessions"] if s["target"] == "sdk0")  # sdk0 and sdk1 may end in either order

@@ -474,6 +474,19 @@ def test_the_real_collector_lists_an_sdks_rows() -> None:
     assert RowId("e2e", "test_basic_wave") in through and RowId("e2e", "test_pool_exhaustion") in through
 
 
+def test_a_later_report_expects_what_the_main_job_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nox -s report` after a default main job: its sessions.json says the extended scenarios
+    were left out, so the listing leaves them out too (no "not run" for them)."""
+    monkeypatch.setenv("GAUNTLET_LEAVE_OUT_EXTENDED", "0")  # recorded, so restored after the test
+    record = tmp_path / "sessions.json"
+    record.write_text(json.dumps({"extended": True, "sessions": []}))
+    build.left_out_extended(record)
+    assert os.environ["GAUNTLET_LEAVE_OUT_EXTENDED"] == "0"
+    record.write_text(json.dumps({"extended": False, "sessions": []}))
+    build.left_out_extended(record)
+    assert os.environ["GAUNTLET_LEAVE_OUT_EXTENDED"] == "1"
+
+
 def test_the_default_main_job_leaves_the_extended_scenarios_out_of_its_sessions_and_listing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
