@@ -160,7 +160,6 @@ def _timed_wave(workload: Workload, bound_s: float) -> float | None:
 
 
 @pytest.mark.needs("worker")
-@pytest.mark.extended
 def test_snapshot_held_open(workload: Workload, worker_driver: Driver, database: str) -> None:
     """Two equal waves, the second while a REPEATABLE READ reader and an idle-in-transaction
     session hold the xmin horizon back: nothing lost or run twice beyond the contract, and
@@ -192,7 +191,6 @@ def test_snapshot_held_open(workload: Workload, worker_driver: Driver, database:
 
 
 @pytest.mark.needs("worker")
-@pytest.mark.extended
 def test_primary_turns_read_only(workload: Workload, worker_driver: Driver, harness: Harness, seed: int) -> None:
     """The primary refuses writes for a while (default_transaction_read_only, SQLSTATE 25006),
     then accepts them again: nothing lost, work resumes within the contract's bound."""
@@ -201,7 +199,6 @@ def test_primary_turns_read_only(workload: Workload, worker_driver: Driver, harn
 
 
 @pytest.mark.needs("worker")
-@pytest.mark.extended
 def test_failover_to_a_promoted_standby(
     workload: Workload, worker_driver: Driver, proxy: Proxy, toxiproxy: ToxiproxyServer, harness: Harness, seed: int
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from chaos.nemesis import Fault
 from chaos.schedule import Schedule
@@ -46,6 +46,7 @@ def run(
     for window in schedule.windows:
         _sleep_until(started + window.start_s)
         fault = make_fault()
+        applied_at = time.time()
         fault.apply()
         try:
             faults.append(fault.describe())
@@ -53,6 +54,7 @@ def run(
         finally:  # an interrupt mid-window must not leave the fault for the scenarios after it
             fault.heal()
         healed_at = time.time()
+        workload.faults.append({**faults[-1], **asdict(window), "applied": applied_at, "healed": healed_at})
     workload.record("fault_schedule", schedule.to_json())
     workload.record("faults", str(faults))
     bound = recovery_bound_s(workload)

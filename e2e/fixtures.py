@@ -4,6 +4,7 @@ test case carries. Each catalog's conftest imports them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -11,16 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from e2e.workload import WORKER_OPTIONS, Workload
-from gauntlet import catalog, schemas
+from gauntlet import catalog, paths, schemas
 from gauntlet.catalog import Catalog, Contract, Sdk, System
 from gauntlet.driver import Driver, DriverError
+from gauntlet.ids import RowId, SessionId, file_safe
 from gauntlet.pg import Harness
 from gauntlet.pgbouncer import PgBouncer
-
-LEAVE_OUT_EXTENDED = "GAUNTLET_LEAVE_OUT_EXTENDED"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,21 +40,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "needs(*capabilities): not applicable unless the SDK declares them ('a|b': either)"
     )
     config.addinivalue_line("markers", "direct_only(why): not applicable through a pooler, for the reason given")
-    config.addinivalue_line(
-        "markers",
-        f"extended: left out where {LEAVE_OUT_EXTENDED}=1 (the default main job: not yet inside its time goal)",
-    )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The main job leaves the extended scenarios out unless asked (`run --extended`); a
-    session, or pytest, run by hand keeps them, so their reproduce commands work as written."""
-    if os.environ.get(LEAVE_OUT_EXTENDED) != "1":
-        return
-    left_out = [item for item in items if item.get_closest_marker("extended")]
-    if left_out:
-        config.hook.pytest_deselected(items=left_out)
-        items[:] = [item for item in items if not item.get_closest_marker("extended")]
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +117,7 @@ def properties_and_capabilities(request: pytest.FixtureRequest, record_property,
         ("suite", suite_of(request)),
         ("topology", topology_of(request)),
         ("seed", seed),
+        ("sdk_source", catalog.source_label(manifest)),  # "pinned 1.1.4", or a local checkout's build
     ):
         record_property(key, value)
     direct_only = request.node.get_closest_marker("direct_only")
@@ -167,9 +154,17 @@ def system_template(harness: Harness, system: System) -> str:
 
 
 @pytest.fixture
-def database(harness: Harness, system: System) -> str:
-    """DSN of a fresh database holding the system's schema."""
-    return harness.databases.dsn(harness.databases.fresh(system_template(harness, system), label="e2e"))
+def database(harness: Harness, system: System) -> Iterator[str]:
+    """DSN of a fresh database holding the system's schema, dropped once the scenario is done:
+    a PgBouncer keeps up to a pool of server connections open to every database it has seen
+    (server_idle_timeout), so a session's databases kept to its end would exhaust the
+    server's max_connections and turn later cells into errors that are the harness's."""
+    name = harness.databases.fresh(system_template(harness, system), label="e2e")
+    try:
+        yield harness.databases.dsn(name)
+    finally:
+        with contextlib.suppress(psycopg.Error):  # a scenario left the server down: the session's end drops it
+            harness.databases.drop(name)
 
 
 @pytest.fixture
@@ -208,6 +203,7 @@ def partner(driver: Driver, sdk_info: dict, loaded: Catalog) -> Driver | None:
 
 @pytest.fixture
 def workload(
+    request: pytest.FixtureRequest,
     driver: Driver,
     tmp_path: Path,
     seed: int,
@@ -224,8 +220,26 @@ def workload(
         record=record_property,
         worker_driver=partner(driver, sdk_info, loaded_catalog),
     )
+    kept = evidence_path(request, driver.name)
+    kept.unlink(missing_ok=True)  # an earlier run's evidence must not speak for this one
     try:
         yield load
     finally:
         for worker in load.workers:
             worker.kill()
+        recovery = dict(request.node.user_properties).get("recovery_s")  # a wave's (chaos/wave.py)
+        load.save_evidence(kept, cell_key(request, driver.name), request.node.name, recovery)
+
+
+def evidence_path(request: pytest.FixtureRequest, sdk: str) -> Path:
+    """reports/out/evidence/<kind>-<sdk>/<test>.json (gauntlet/evidence.py)."""
+    session = SessionId.making(suite_of(request), sdk, topology_of(request))
+    return paths.OUT / session.evidence_dir / f"{file_safe(request.node.name)}.json"
+
+
+def cell_key(request: pytest.FixtureRequest, sdk: str) -> dict[str, str]:
+    """The cell the test's case goes to, as matrix.json names it (an interop case's row names its worker)."""
+    recorded = dict(request.node.user_properties)
+    suite = suite_of(request)
+    row = RowId.interop(str(recorded.get("worker_sdk", ""))) if suite == "interop" else RowId(suite, request.node.name)
+    return {"row": str(row), "sdk": sdk, "topology": topology_of(request)}

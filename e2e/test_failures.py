@@ -120,7 +120,6 @@ LONG_JOB_LEASES = 2.5  # how many leases a healthy long job runs
 
 
 @pytest.mark.needs("worker")
-@pytest.mark.extended
 def test_job_longer_than_its_lease(workload: Workload) -> None:
     """Healthy jobs that run 2.5 times the lease, two workers idle beside them: where the SDK
     extends a running job's lease (a heartbeat, a fixed long lock) each runs once; where the

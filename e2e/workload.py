@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gauntlet import evidence
 from gauntlet.catalog import Contract
 from gauntlet.checker import Enqueued, GrowingFile, History, Report, check, stats_mismatch
 from gauntlet.driver import Driver, DriverError, EnqueueResult, Worker
@@ -40,6 +41,7 @@ class Workload:
     workers: list[Worker] = field(default_factory=list)
     record: Any = None  # pytest's record_property: the checker's figures go on the test case
     worker_driver: Driver | None = None  # an insert-only SDK's jobs are worked by the SDK it names
+    faults: list[dict[str, Any]] = field(default_factory=list)  # a wave's fault windows, wall times (chaos/wave.py)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -48,6 +50,7 @@ class Workload:
         self._growing = GrowingFile(self.history_path)
         self._serial = 0
         self.stats_problems: list[str] = []  # readings that disagreed with the history (compare_stats)
+        self.judged: tuple[Report, str | None] | None = None  # the last report and its order, for the evidence
 
     def specs(self, count: int, **behaviour: Any) -> list[dict[str, Any]]:
         out = []
@@ -263,6 +266,7 @@ class Workload:
         report = check(history, **check_options)
         report.notes = self.worker_errors()
         report.stats_mismatches = list(self.stats_problems)
+        self.judged = (report, check_options.get("order"))
         if self.record is not None:
             for key, value in report.summary().items():
                 if key != "latency_s":
@@ -270,6 +274,17 @@ class Workload:
             for key, value in report.latency_s.items():
                 self.record(f"latency_{key}_s", None if value is None else round(value, 4))
         return report
+
+    def save_evidence(self, path: Path, cell: dict[str, str], test: str, recovery_s: float | None) -> None:
+        """The scenario's evidence file (gauntlet/evidence.py) for its cell's page; nothing when
+        it enqueued nothing."""
+        history = self._full_history()
+        if not history.enqueued and not history.executions:
+            return
+        report, order = self.judged or (None, None)
+        errors = self.worker_errors(evidence.ERRORS)
+        kept = evidence.build(cell, test, self.seed, history, report, order, self.faults, errors, recovery_s)
+        evidence.write(path, kept)
 
 
 def _moves(history: History) -> tuple[int, int]:

@@ -17,16 +17,25 @@ USAGE = """usage: python3 -m gauntlet COMMAND [ARGS...]
                           the main job: every sql/e2e/chaos session, N at a time, then the
                           report; SEL is a session name, a kind (e2e) or a tag (pgmq, go, pgmq-py)
   test [PYTEST ARGS]      the harness's own test suite (nox -s tests)
-  bootstrap               only make the machine ready
+  bootstrap [--sdk NAME ... | --installers | --none]
+                          only make the machine ready: everything, or the harness and only
+                          the named SDKs' drivers (and their systems' installers), or every
+                          installer and no driver (the SQL suites), or no build at all (the report)
   nox [NOX ARGS]          nox inside the harness virtualenv, e.g. `nox -l --json`
+  history ROW SDK [--topology T] [-n N]
+                          a cell's record in the run history, one line per run, e.g.
+                          `history e2e/test_basic_wave pgmq-py -n 5`
 """
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "bootstrap", "nox"}:
+    if not argv or argv[0] not in {"run", "test", "bootstrap", "nox", "history"}:
         print(USAGE, file=sys.stderr)
         return 2
-    if bootstrap.main() != 0:
+    if argv[0] == "history" and paths.VENV_PYTHON.exists():  # only reads a database: the virtualenv suffices
+        os.environ["PYTHONPATH"] = str(paths.ROOT)  # keeps the caller's directory for a relative --history-db
+        os.execv(paths.VENV_PYTHON, [str(paths.VENV_PYTHON), "-m", "reports.run_history", *argv[1:]])
+    if bootstrap.main(argv[1:] if argv[0] == "bootstrap" else []) != 0:
         return 1
     command, rest = argv[0], argv[1:]
     python = str(paths.VENV_PYTHON)
@@ -37,6 +46,8 @@ def main(argv: list[str]) -> int:
         os.execv(python, [python, "-m", "gauntlet.pipeline", *rest])
     if command == "test":
         os.execv(python, [python, "-m", "nox", "-s", "tests", "--", *rest])
+    if command == "history":
+        os.execv(python, [python, "-m", "reports.run_history", *rest])
     os.execv(python, [python, "-m", "nox", *rest])
     return 0  # unreachable: execv replaces the process
 

@@ -13,6 +13,7 @@ Standard library only: the bootstrap (before any virtualenv exists) and the noxf
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -75,6 +76,12 @@ class Contract:
     long_job: str = ""  # what happens to a healthy job that runs longer than its lease, in words
     long_job_runs_again: bool = False  # it may then start a second time while the first still runs
     long_job_source: str = ""
+    # Periodic jobs (capability `periodic`): the finest period the SDK schedules (0: none), how
+    # late after its tick an occurrence may start, and how two workers avoid running a tick twice.
+    periodic_period_s: float = 0.0
+    periodic_late_s: float = 0.0
+    periodic: str = ""
+    periodic_source: str = ""
 
     @property
     def at_least_once(self) -> bool:
@@ -94,6 +101,32 @@ class Installer:
     pins: str = ""
     rerun: str = "idempotent"  # idempotent / refuses (exits non-zero, changes nothing) / unsupported
     rerun_source: str = ""
+
+
+@dataclass(frozen=True)
+class Previous:
+    """An SDK's N-1 release pinned beside N (manifest `[previous]`), for the upgrade scenario."""
+
+    version: str
+    installer: tuple[str, ...]  # N-1's own schema installer, run in the SDK folder
+    driver: tuple[str, ...] = ()  # empty: the SDK's own driver, told by the config's `release`
+    build: tuple[str, ...] = ()  # run in the SDK folder by the bootstrap, like the SDK's build
+    env: dict[str, str] = field(default_factory=dict)  # extra environment of `installer`
+    pins: str = ""
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """How the system moves an N-1 schema to N (system.toml `[upgrade]`), and what N-1's
+    running workers do meanwhile, as its docs or source say."""
+
+    migrate: tuple[str, ...]  # N's own migration path (default: the installer's argv)
+    folder: Path
+    env: dict[str, str] = field(default_factory=dict)
+    after: tuple[str, ...] = ()  # run once N-1's workers are gone (a post-deploy migration)
+    previous_exits: int | None = None  # the exit code N-1's workers end with by design; None: they keep working
+    source: str = ""
+    version_sql: str = ""  # one value naming the installed schema's version: it must differ after `migrate`
 
 
 @dataclass(frozen=True)
@@ -164,10 +197,49 @@ class Sdk:
     tuning: tuple[Setting, ...] = ()
     contract: Contract | None = None  # the system's, with this SDK's declared differences
     stats: StatsQuery | None = None  # the system's
+    previous: Previous | None = None  # its N-1 release, where one with another schema is pinned
+    # A local checkout of the SDK's own source ($GAUNTLET_SDK_SOURCE_<NAME>): `folder` is then
+    # the bootstrap's build against it (under .tools/sdk-source/), `committed` the folder here.
+    source: Path | None = None
+    committed: Path | None = None
 
     @property
     def tags(self) -> list[str]:
         return [self.system, self.language, self.name]
+
+    @property
+    def home(self) -> Path:
+        """The SDK's committed folder under sdk_adapters/, whichever source it runs."""
+        return self.committed or self.folder
+
+
+SOURCE_PREFIX = "GAUNTLET_SDK_SOURCE_"
+LOCAL_RECORD = ".gauntlet-source.json"  # written there by the bootstrap once that build succeeded
+
+
+def local_builds() -> Path:
+    """Where an SDK built against a local source goes (<system>/<sdk>/: a copy of its folder):
+    .tools/sdk-source/, or $GAUNTLET_SDK_BUILDS (the harness's own tests)."""
+    return Path(os.environ.get("GAUNTLET_SDK_BUILDS", paths.TOOLS / "sdk-source"))
+
+
+def source_variable(sdk: str) -> str:
+    """GAUNTLET_SDK_SOURCE_ and the SDK's name upper-cased, each run of characters other than
+    A-Z and 0-9 one underscore: pgmq-py -> GAUNTLET_SDK_SOURCE_PGMQ_PY."""
+    return SOURCE_PREFIX + re.sub(r"[^A-Z0-9]+", "_", sdk.upper())
+
+
+def source_label(sdk: Sdk) -> str:
+    """Which source the SDK's cells ran: "pinned 1.1.4", or "local /path (version X)"."""
+    if sdk.source is None:
+        return f"pinned {sdk.version}"
+    try:
+        record = json.loads((sdk.folder / LOCAL_RECORD).read_text())
+    except (OSError, ValueError):
+        record = {}
+    if record.get("source") != str(sdk.source):
+        return f"local {sdk.source} (not built: run `python3 -m gauntlet bootstrap --sdk {sdk.name}` with it set)"
+    return f"local {sdk.source} (version {record.get('version') or 'unknown'})"
 
 
 @dataclass(frozen=True)
@@ -179,6 +251,7 @@ class System:
     stats: StatsQuery
     sdks: tuple[Sdk, ...] = ()
     findings: tuple[Finding, ...] = ()
+    upgrade: Upgrade | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +351,10 @@ def _contract(path: Path, raw: dict[str, Any], base: Contract | None = None) -> 
             long_job=_str(path, merged, "long_job", ""),
             long_job_runs_again=bool(merged.get("long_job_runs_again", False)),
             long_job_source=_str(path, merged, "long_job_source", ""),
+            periodic_period_s=_num(path, merged, "periodic_period_s", 0.0),
+            periodic_late_s=_num(path, merged, "periodic_late_s", 0.0),
+            periodic=_str(path, merged, "periodic", ""),
+            periodic_source=_str(path, merged, "periodic_source", ""),
         )
     except TypeError as exc:
         raise CatalogError(f"{path}: [contract] {exc}") from exc
@@ -318,21 +395,67 @@ def load_sdk(path: Path, system: str, contract: Contract, stats: StatsQuery) -> 
     language = _str(path, data, "language")
     if language not in LANGUAGES:
         raise CatalogError(f"{path}: language {language!r} is not one of {sorted(LANGUAGES)}")
-    known = {"language", "version", "build", "driver", "tuning", "contract"}
+    known = {"language", "version", "build", "driver", "tuning", "contract", "previous"}
     unknown = set(data) - known
     if unknown:
         raise CatalogError(f"{path}: unknown keys {sorted(unknown)}")
+    local = os.environ.get(source_variable(name), "")
+    source = Path(local).expanduser().resolve() if local else None
     return Sdk(
         name=name,
         system=system,
         language=language,
         version=_str(path, data, "version"),
-        folder=path.parent,
+        folder=local_builds() / system / name if source else path.parent,
         build=_strings(path, data, "build"),
         driver=_strings(path, data, "driver"),
         tuning=_tuning(path, data.get("tuning", [])),
         contract=_contract(path, _table(path, data, "contract"), base=contract),
         stats=stats,
+        previous=_previous(path, data),
+        source=source,
+        committed=path.parent if source else None,
+    )
+
+
+def _previous(path: Path, data: dict[str, Any]) -> Previous | None:
+    if "previous" not in data:
+        return None
+    raw = _table(path, data, "previous")
+    unknown = set(raw) - set(Previous.__dataclass_fields__)
+    if unknown:
+        raise CatalogError(f"{path}: [previous] has unknown keys {sorted(unknown)}")
+    previous = Previous(
+        version=_str(path, raw, "version"),
+        installer=_strings(path, raw, "installer"),
+        driver=_strings(path, raw, "driver"),
+        build=_strings(path, raw, "build"),
+        env={str(k): str(v) for k, v in _table(path, raw, "env").items()},
+        pins=_str(path, raw, "pins", ""),
+    )
+    if not previous.installer:
+        raise CatalogError(f"{path}: [previous] installer is empty")
+    return previous
+
+
+def _upgrade(path: Path, data: dict[str, Any], installer: Installer) -> Upgrade | None:
+    if "upgrade" not in data:
+        return None
+    raw = _table(path, data, "upgrade")
+    unknown = set(raw) - set(Upgrade.__dataclass_fields__)
+    if unknown:
+        raise CatalogError(f"{path}: [upgrade] has unknown keys {sorted(unknown)}")
+    exits = raw.get("previous_exits")
+    if exits is not None and (isinstance(exits, bool) or not isinstance(exits, int)):
+        raise CatalogError(f"{path}: [upgrade] previous_exits must be an exit code")
+    return Upgrade(
+        migrate=_strings(path, raw, "migrate") or installer.argv,
+        folder=path.parent / _str(path, raw, "folder") if "folder" in raw else installer.folder,
+        env={str(k): str(v) for k, v in _table(path, raw, "env").items()} if "env" in raw else installer.env,
+        after=_strings(path, raw, "after"),
+        previous_exits=exits,
+        source=_str(path, raw, "source"),
+        version_sql=_str(path, raw, "version_sql", ""),
     )
 
 
@@ -405,7 +528,8 @@ def load_system(folder: Path) -> tuple[System, list[Broken]]:
         except CatalogError as exc:
             broken.append(Broken(folder.name, manifest.parent.name, str(exc)))
     findings = _findings(folder / "findings.toml", folder.name)
-    system = System(folder.name, folder, installer, contract, stats, tuple(sdks), findings)
+    upgrade = _upgrade(path, data, installer)
+    system = System(folder.name, folder, installer, contract, stats, tuple(sdks), findings, upgrade)
     return system, broken
 
 

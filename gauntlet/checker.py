@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -206,18 +206,9 @@ def overlaps(runs: Runs) -> list[tuple[str, int, int]]:
     return found
 
 
-def _inversions(order: list[str], expected_key: Mapping[str, tuple[Any, ...]]) -> int:
-    """Pairs that started in the opposite order to the expected one."""
-    count = 0
-    for i, earlier in enumerate(order):
-        for later in order[i + 1 :]:
-            if expected_key[later] < expected_key[earlier]:
-                count += 1
-    return count
-
-
-def order_inversions(history: History, runs: Runs, order: str) -> int:
-    """Pairs of acknowledged jobs whose first starts are out of FIFO or priority order."""
+def inverted_pairs(history: History, runs: Runs, order: str) -> Iterator[tuple[str, str]]:
+    """Pairs of acknowledged jobs (started first, started later) whose first starts are out
+    of FIFO or priority order, in the order they started: the witnesses of order_inversions."""
     acked = acknowledged(history)
     first_starts = sorted((job_runs[0].start, job_runs[0].seq, i) for i, job_runs in runs.items() if i in acked)
     started = [i for _, _, i in first_starts]
@@ -226,7 +217,15 @@ def order_inversions(history: History, runs: Runs, order: str) -> int:
         key = {i: (acked[i].index,) for i in started}
     else:
         key = {i: (-acked[i].priority, acked[i].index) for i in started}
-    return _inversions(started, key)
+    for n, earlier in enumerate(started):
+        for later in started[n + 1 :]:
+            if key[later] < key[earlier]:
+                yield earlier, later
+
+
+def order_inversions(history: History, runs: Runs, order: str) -> int:
+    """Pairs of acknowledged jobs whose first starts are out of FIFO or priority order."""
+    return sum(1 for _ in inverted_pairs(history, runs, order))
 
 
 def attempt_violations(history: History, runs: Runs) -> dict[str, str]:
@@ -377,3 +376,94 @@ def check(
         latency_s={f"p{q}": percentile(latencies, q) for q in (50, 95, 99)},
         late_delays=late_delays(history, runs, delay_late_s) if delay_late_s is not None else {},
     )
+
+
+@dataclass(frozen=True)
+class PreviousWorker:
+    """One N-1 worker of the upgrade scenario, as the harness saw it."""
+
+    name: str
+    ended: int | None  # its exit code, if it ended on its own while the harness still ran it
+    stopped: int | None  # the exit code of the harness's graceful stop (None: it had ended)
+    starts_after: int  # jobs it started once N's migration had finished
+
+
+def upgrade_problems(workers: Iterable[PreviousWorker], documented_exit: int | None) -> list[str]:
+    """N-1's workers through N's migration: each either keeps working (it starts jobs after the
+    migration, and stops cleanly when asked) or ends with the exit code its SDK documents for a
+    schema it no longer supports (`documented_exit`). Any other end is a crash; a worker that
+    stays up but runs nothing more has silently stalled. Empty when all is as documented."""
+    found = []
+    for w in workers:
+        if w.ended is not None:
+            if w.ended != documented_exit:
+                said = f"documents exit {documented_exit}" if documented_exit is not None else "says N-1 keeps working"
+                found.append(f"{w.name} (N-1) exited {w.ended} during the upgrade; its SDK {said}")
+            continue
+        if w.starts_after == 0:
+            found.append(f"{w.name} (N-1) stayed up but started no job after the migration")
+        if w.stopped not in (0, None):
+            found.append(f"{w.name} (N-1) exited {w.stopped} when stopped after the upgrade")
+    return found
+
+
+def starts_since(history: History, since: float) -> dict[str, int]:
+    """Executions each worker started at or after wall time `since`."""
+    found: dict[str, int] = defaultdict(int)
+    for e in history.executions:
+        if e.start >= since:
+            found[e.worker] += 1
+    return dict(found)
+
+
+# --- periodic jobs: executions named after the tick they were scheduled for ---------------
+
+PERIODIC_PREFIX = "periodic-"  # a periodic execution's id: "periodic-<its tick, Unix seconds>"
+
+
+def periodic_tick(job_id: str) -> int | None:
+    """The tick a periodic execution's id names; None for an id that names none."""
+    if not job_id.startswith(PERIODIC_PREFIX):
+        return None
+    try:
+        return int(job_id[len(PERIODIC_PREFIX) :])
+    except ValueError:
+        return None
+
+
+def runs_by_tick(history: History) -> dict[int, list[Execution]]:
+    """Each tick's executions, in the order they started."""
+    return {tick: runs for i, runs in runs_by_job(history).items() if (tick := periodic_tick(i)) is not None}
+
+
+def not_ticks(history: History) -> list[str]:
+    """Executions whose id names no tick: the periodic job ran as something else."""
+    return sorted({r.id for r in history.executions if periodic_tick(r.id) is None})
+
+
+def ticks_run_twice(ticks: Mapping[int, list[Execution]]) -> dict[int, int]:
+    """Ticks started more than once (by any workers, whatever the outcome)."""
+    return {tick: len(runs) for tick, runs in ticks.items() if len(runs) > 1}
+
+
+def ticks_missed(ticks: Mapping[int, list[Execution]], every_s: int, first: float, last: float) -> list[int]:
+    """The grid ticks (multiples of `every_s`) in [first, last] that never started: each of
+    them elapsed while the workers ran and had time to run."""
+    due = range(math.ceil(first / every_s) * every_s, math.floor(last / every_s) * every_s + 1, every_s)
+    return [tick for tick in due if tick not in ticks]
+
+
+def ticks_off_grid(ticks: Mapping[int, list[Execution]], every_s: int, earliest: float, latest: float) -> list[int]:
+    """Ticks that are no multiple of `every_s`, or outside [earliest, latest]: not occurrences
+    of the schedule the workers were given while they ran."""
+    return sorted(t for t in ticks if t % every_s or not earliest <= t <= latest)
+
+
+def tick_lateness(ticks: Mapping[int, list[Execution]]) -> dict[int, float]:
+    """How long after its tick each tick first started, in seconds (negative: early)."""
+    return {tick: round(runs[0].start - tick, 3) for tick, runs in ticks.items()}
+
+
+def in_flight_at(history: History, at: float) -> int:
+    """Executions started before wall time `at` and not ended by then (or never)."""
+    return sum(1 for e in history.executions if e.start < at and (e.end is None or e.end > at))

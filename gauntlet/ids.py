@@ -6,6 +6,7 @@ Standard library only: the bootstrap and the noxfile import it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,11 @@ class SessionId:
         return f"{self.kind}-{self.target}.xml" if self.kind in TARGET_KEY and self.target else None
 
     @property
+    def evidence_dir(self) -> str:
+        """Where its scenarios leave their evidence, relative to reports/out/."""
+        return f"evidence/{self.kind}-{self.target}" if self.target else f"evidence/{self.kind}"
+
+    @property
     def log_stem(self) -> str:
         return f"session-{self.kind}-{self.target}" if self.target else f"session-{self.kind}"
 
@@ -88,3 +94,13 @@ class CellId:
 
     def __str__(self) -> str:
         return f"{self.row} × {self.sdk}" + ("" if self.topology == "direct" else f" @ {self.topology}")
+
+    @property
+    def page(self) -> str:
+        """The cell's own page, relative to reports/out/."""
+        return f"cells/{file_safe(f'{self.row.suite}-{self.row.name}--{self.sdk}--{self.topology}')}.html"
+
+
+def file_safe(text: str) -> str:
+    """A file name for an id: brackets and the like become `_`."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)

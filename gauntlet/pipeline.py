@@ -28,18 +28,13 @@ from typing import Any
 
 from rich.console import Console
 
-from gauntlet import events, lifecycle, paths
+from gauntlet import catalog, events, lifecycle, paths
 from gauntlet.ids import KIND_TOPOLOGY, TARGET_KEY, SessionId
 from gauntlet.progress import Progress
 from gauntlet.supervise import Helper, Supervisor
 
 MATRIX_KINDS = ("chaos", "e2e", "pgbouncer", "sql")  # longest first, when no earlier run says otherwise
 TOPOLOGIES = ("direct", *KIND_TOPOLOGY.values())
-# What the main job leaves out unless asked (`--extended`), not yet inside its time goal: the
-# kinds below (also run when named: `--topology pgbouncer`, `--only pgbouncer`) and the
-# scenarios marked `extended` (e2e/fixtures.py reads the variable).
-OPT_IN_KINDS = ("pgbouncer",)
-LEAVE_OUT_EXTENDED = "GAUNTLET_LEAVE_OUT_EXTENDED"
 SESSION_BOUND_S = 45 * 60
 # One seed for the whole main job, the same by default from run to run: every SDK meets the
 # same fault schedule, verdicts compare across runs, and findings' rates are measured with it.
@@ -54,7 +49,10 @@ Command = Callable[[SessionId], Sequence[str]]
 
 
 def nox_command(session: SessionId) -> list[str]:
-    return [sys.executable, "-m", "nox", "-s", session.nox_name]
+    argv = [sys.executable, "-m", "nox", "-s", session.nox_name]
+    # The main job's report records the job in the run history (reports/run_history.py), once;
+    # a report run by hand records nothing unless asked.
+    return [*argv, "--", "--record-history"] if session.kind == "report" else argv
 
 
 @dataclass(frozen=True)
@@ -137,7 +135,7 @@ def candidates(listed: list[dict[str, Any]]) -> list[Candidate]:
 
 
 def select(
-    found: list[Candidate], only: list[str], topology: str | None = None, extended: bool = False
+    found: list[Candidate], only: list[str], topology: str | None = None
 ) -> tuple[list[SessionId], SessionId | None]:
     """The matrix sessions that any selector in `only` names (all without `only`), of the given
     topology if one is given, and the report.
@@ -146,10 +144,6 @@ def select(
     """
     if topology is not None:
         found = [c for c in found if c.id.kind == "report" or c.id.topology == topology]
-    elif not extended and not any(
-        s in OPT_IN_KINDS or s.startswith(tuple(f"{k}(" for k in OPT_IN_KINDS)) for s in only
-    ):
-        found = [c for c in found if c.id.kind not in OPT_IN_KINDS]
     unmatched = [s for s in only if not any(c.matches(s) for c in found)]
     if unmatched:
         kinds = sorted({c.id.kind for c in found})
@@ -165,13 +159,24 @@ def select(
 
 
 def ci_matrix(matrix: list[SessionId]) -> list[dict[str, str]]:
-    """One CI job per SDK (its e2e and chaos sessions) plus one for every SQL suite: the
-    `include` list of .github/workflows/ci.yml's matrix, whose `sessions` it splices into
-    `nox -s`."""
+    """One CI job per SDK (its sessions) plus one for every SQL suite: the `include` list of
+    .github/workflows/ci.yml's matrix. `sessions` is comma-separated, as nox reads $NOXSESSION;
+    `sdk` is what the job bootstraps (`bootstrap --sdk`; empty for the SQL job: `--installers`),
+    `language` which toolchain it sets up, `folder` the SDK's folder (its build cache)."""
+    sdks = {s.name: s for s in catalog.load().sdks()}
     jobs: dict[str, list[SessionId]] = {}
     for session in matrix:
         jobs.setdefault("sql" if session.kind == "sql" else session.target, []).append(session)
-    return [{"name": job, "sessions": " ".join(f'"{s.nox_name}"' for s in ids)} for job, ids in jobs.items()]
+    return [
+        {
+            "name": job,
+            "sessions": ",".join(s.nox_name for s in ids),
+            "sdk": "" if job == "sql" else job,
+            "language": sdks[job].language if job in sdks else "",
+            "folder": str(sdks[job].home.relative_to(paths.ROOT)) if job in sdks else "",
+        }
+        for job, ids in jobs.items()
+    ]
 
 
 def previous_walls(path: Path) -> dict[str, float]:
@@ -366,8 +371,6 @@ class Job:
             "cpu_s": round(_cpu_s() - self.cpu_began, 2),
             "jobs": self.jobs,
             "interrupted": interrupted,
-            # Whether the extended scenarios ran: a report made later lists the cells to expect by it.
-            "extended": os.environ.get(LEAVE_OUT_EXTENDED) != "1",
             "sessions": [asdict(r) for r in self.results],
         }
         self.layout.out.mkdir(parents=True, exist_ok=True)
@@ -420,11 +423,6 @@ def main(argv: list[str] | None = None) -> int:
         help="only the sessions of this topology (direct: sql and e2e; pgbouncer: e2e through PgBouncer;"
         " toxiproxy: chaos)",
     )
-    parser.add_argument(
-        "--extended",
-        action="store_true",
-        help="also the scenarios and sessions not yet inside the main job's time goal (pgbouncer, marked scenarios)",
-    )
     parser.add_argument("--jobs", type=int, help="sessions at a time (default: from the machine's cores and memory)")
     parser.add_argument("--ci-matrix", action="store_true", help="print the CI job matrix as JSON and exit")
     parser.add_argument(
@@ -435,11 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seed = random.SystemRandom().randrange(1, 10**6) if args.seed == "random" else int(args.seed)
     os.environ["GAUNTLET_SEED"] = str(seed)  # every session inherits it: one schedule for every SDK
-    os.environ[LEAVE_OUT_EXTENDED] = "0" if args.extended else "1"  # the sessions and the report's listing
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
     try:
-        matrix, report = select(candidates(list_sessions()), args.only, args.topology, args.extended)
+        matrix, report = select(candidates(list_sessions()), args.only, args.topology)
     except SelectionError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -472,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             log.seek(ran_report.log_offset)
             output = log.read().decode(errors="replace")
         for line in output.splitlines():
-            if line.startswith(("deviation", "dashboard:", "cells:", "merged ")):
+            if line.startswith(("deviation", "dashboard:", "cells:", "merged ", "run history")):
                 print(line)
         return ran_report.exit_code
     return 1 if failed else 0

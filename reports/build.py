@@ -3,9 +3,10 @@
 catalog -> load (every reports/out/junit/*.xml) -> merge (merged.xml; counts in = counts out)
 -> place (cases into cells, or into other results) -> findings (known cells, deviations) ->
 missing (the cells this run's sessions should have made: "not run") -> orphaned findings ->
-broken catalog entries -> baseline -> render (matrix.json, matrix.md, index.html) -> screenshot
-(headless Chromium, when installed). Exits non-zero on any deviation: a verdict no finding
-explains, a finding no cell matches, a cell that did not run, a result no column can hold.
+broken catalog entries -> baseline -> evidence (each cell's scenario file, gauntlet/evidence.py) -> render
+(matrix.json, matrix.md, index.html) -> cell pages (cells/) -> screenshots (headless Chromium, when
+installed: the dashboard and one chaos cell's page). Exits non-zero on any deviation: a verdict no
+finding explains, a finding no cell matches, a cell that did not run, a result no column can hold.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from junitparser.xunit2 import FlakyFailure, JUnitXml, TestCase, TestSuite
 
 from gauntlet import catalog, paths
 from gauntlet.ids import RowId, SessionId
-from reports import junit, matrix, render
+from reports import junit, matrix, pages, render, run_history
 
 SQL_TESTS = paths.ROOT / "sql_tests"
 COLLECT_BOUND_S = 120.0
@@ -99,17 +100,6 @@ def earlier_files(junit_dir: Path, sessions_json: Path) -> tuple[str, list[str]]
     return started.isoformat(timespec="seconds"), files
 
 
-def left_out_extended(sessions_json: Path) -> None:
-    """A report made after the main job (`nox -s report`) expects the cells that job made: if
-    it left the extended scenarios out, so does the listing (the variable the catalogs read)."""
-    try:
-        extended = json.loads(sessions_json.read_text()).get("extended", True)
-    except (OSError, ValueError, AttributeError):
-        return
-    if extended is False:
-        os.environ["GAUNTLET_LEAVE_OUT_EXTENDED"] = "1"
-
-
 def collect_rows(session: SessionId) -> list[RowId]:
     """The rows a session should make: its system's pgTAP files, or its pytest catalog as
     collected for its SDK (no database needed)."""
@@ -158,11 +148,12 @@ def run_facts(seed: str | None) -> dict[str, Any]:
 
 
 def screenshot(html_path: Path) -> Path | None:
-    """index.png beside index.html, by Debian's headless Chromium; None when it is not installed."""
+    """A picture beside the page (index.html -> index.png), by Debian's headless Chromium; None
+    when it is not installed."""
     browser = shutil.which("chromium")
     if browser is None:
         return None
-    png = html_path.with_name("index.png")
+    png = html_path.with_suffix(".png")
     subprocess.run(
         [
             browser,
@@ -192,6 +183,11 @@ def main(argv: list[str] | None = None, rows: RowSource = collect_rows) -> int:
     parser.add_argument("--junit", type=Path, default=paths.JUNIT)
     parser.add_argument("--out", type=Path, default=paths.OUT)
     parser.add_argument("--baseline", type=Path, help="an earlier matrix.json: mark the cells that changed")
+    parser.add_argument(
+        run_history.RECORD_FLAG, action="store_true", help="record this run in the run history (the main job does)"
+    )
+    parser.add_argument("--show-history", action="store_true", help="show the recorded runs' strips, record nothing")
+    parser.add_argument("--history-db", help="the run history's path, URL or DSN (see reports/run_history.py)")
     args = parser.parse_args(argv)
 
     loaded = catalog.load()
@@ -204,7 +200,6 @@ def main(argv: list[str] | None = None, rows: RowSource = collect_rows) -> int:
     known = matrix.Known.of(loaded.findings(), columns)
     deviations = matrix.apply_findings(cells, known)
     ran = sessions_in_run(sessions, args.junit, args.out / "sessions.json")
-    left_out_extended(args.out / "sessions.json")
     missing = matrix.missing_cells(expected(ran, rows), cells, columns, logs)
     deviations += [matrix.Deviation.of("missing", c, c.message) for c in missing]
     cells += missing
@@ -221,6 +216,16 @@ def main(argv: list[str] | None = None, rows: RowSource = collect_rows) -> int:
     if earlier:
         facts["earlier_junit"] = {"job_started": job_started, "files": earlier}
     data = matrix.as_json(facts, loaded.systems, columns, cells, other, known)
+    recent = run_history.report_step(
+        record=args.record_history,
+        show=args.show_history,
+        where=args.history_db,
+        run=run_history.run_record(facts, job_started),
+        cells=cells,
+        carried_cells=run_history.carried(cases, earlier, cells, columns),
+    )
+    run_history.annotate(data["cells"], recent)
+    with_evidence = pages.attach_evidence(args.out, data["cells"])
     (args.out / "matrix.json").write_text(json.dumps(data, indent=2))
     dev_data = [asdict(d) for d in deviations]
     (args.out / "matrix.md").write_text(render.markdown(data, dev_data))
@@ -228,7 +233,10 @@ def main(argv: list[str] | None = None, rows: RowSource = collect_rows) -> int:
     bench = json.loads(bench_path.read_text()) if bench_path.exists() else None
     html_path = args.out / "index.html"
     html_path.write_text(render.dashboard(data, dev_data, bench))
+    written = pages.write_all(args.out, data)
     png = screenshot(html_path)
+    shown = pages.showcase(data["cells"])
+    cell_png = screenshot(args.out / shown["page"]) if shown else None
 
     files = len(list(args.junit.glob("*.xml")))
     print(f"merged {merged_count} test cases from {files} files into {args.out / 'merged.xml'}")
@@ -242,6 +250,9 @@ def main(argv: list[str] | None = None, rows: RowSource = collect_rows) -> int:
     if changed:
         print(f"{changed} cells changed since the baseline")
     print(f"dashboard: {html_path}" + (f" (screenshot {png})" if png else ""))
+    print(f"cell pages: {written} under {args.out / 'cells'}, {with_evidence} with their scenario's evidence")
+    if cell_png:
+        print(f"a chaos cell's page: {cell_png}")
     print(f"cells: {render.summary_line(render.totals(data)[2])}; {len(deviations)} deviation(s)")
     return 1 if deviations else 0
 

@@ -7,12 +7,14 @@ used is an error column.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gauntlet.catalog import Catalog, Finding, Setting, System, wildcard
 from gauntlet.ids import CellId, RowId, SessionId
+from reports import scenarios
 from reports.junit import Case
 
 # The harness's own rows come first and have suites of their own, so no finding's pattern
@@ -145,7 +147,12 @@ def _row_of(case: Case) -> RowId | None:
 
 
 def title_of(row: RowId) -> str:
-    return TITLES.get(row.suite) or row.name.removeprefix("test_").replace("_", " ")
+    return describe(row).title
+
+
+def describe(row: RowId) -> scenarios.Scenario:
+    """The row's title (the catalog's titles.toml, else its name in words) and what it judges."""
+    return scenarios.describe(row, TITLES.get(row.suite) or row.name.removeprefix("test_").replace("_", " "))
 
 
 def _cells_of(case: Case, columns: list[Column], by_file: dict[str, SessionId]) -> list[CellId]:
@@ -317,7 +324,32 @@ def _cell_json(cell: Cell) -> dict[str, Any]:
     data = asdict(cell)
     del data["id"]
     row = cell.id.row
-    return {"row": str(row), "suite": row.suite, "sdk": cell.id.sdk, "topology": cell.id.topology, **data}
+    return {
+        "row": str(row),
+        "suite": row.suite,
+        "sdk": cell.id.sdk,
+        "topology": cell.id.topology,
+        "page": cell.id.page,
+        "replay": replay(cell),
+        **data,
+    }
+
+
+def replay(cell: Cell) -> str:
+    """The one command that runs this cell again with its seed ("" for the harness's own rows)."""
+    row, seed = cell.id.row, cell.properties.get("seed")
+    if row.suite == "sql":
+        return f'.venv/bin/nox -s "{SessionId("sql", str(cell.properties.get("system", "")))}"'
+    if row.suite == "bench":
+        return f".venv/bin/nox -s bench -- --sdk {cell.id.sdk}"
+    if row.suite not in ("e2e", "interop", "chaos"):
+        return ""
+    test = f"test_interop[{row.name.removeprefix('worker=')}]" if row.suite == "interop" else row.name
+    if not re.fullmatch(r"[\w.=\[\]-]+", test):  # a parameter -k cannot spell (or a shell would read): every case
+        test = test.partition("[")[0]
+    session = SessionId.making(row.suite, cell.id.sdk, cell.id.topology)
+    seeded = f"--seed {seed} " if seed else ""
+    return f'.venv/bin/nox -s "{session}" -- {seeded}-k "{test}"'
 
 
 def as_json(
@@ -335,7 +367,7 @@ def as_json(
         "run": run,
         "systems": [{"name": s.name, "contract": asdict(s.contract)} for s in systems],
         "sdks": [asdict(c) for c in columns],
-        "rows": [{"id": str(r), "suite": r.suite, "title": title_of(r)} for r in rows],
+        "rows": [{"id": str(r), "suite": r.suite, **asdict(describe(r))} for r in rows],
         "cells": [_cell_json(c) for c in cells],
         "other": [asdict(o) for o in other],
         "findings": [

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import html
 import re
+import statistics
 from collections import Counter, defaultdict
 from typing import Any
+
+from reports import plots, run_history
 
 VERDICTS = ("pass", "known", "fail", "error", "flaky", "n/a")
 SYMBOL = {"pass": "✔", "known": "◆", "fail": "✘", "error": "⚠", "flaky": "≈", "n/a": "·"}
@@ -19,6 +22,7 @@ COLOUR = {
 }
 BADGE = {"bug": "bug", "documented-limit": "limit", "default-hazard": "hazard", "unreleased-fix": "unreleased"}
 FOLDED = 20  # a longer list of deviations starts folded, so the matrix stays in view
+FAULTED = ("fault_schedule", "jobs_per_s_snapshot_held")  # a chaos cell's figures once its fault was applied
 CHAOS_FIGURES = ("lost", "duplicated", "stuck", "recovery_s")
 CONTRACT = (  # what the dashboard shows of a contract, each part beside its source
     ("delivery", "delivery", "delivery_source"),
@@ -218,6 +222,11 @@ td.c small{font-weight:400;opacity:.85}
 td.changed{outline:3px solid #ffd600;outline-offset:-3px} .dev{color:#c62828} .bench td{text-align:right}
 table.facts td{text-align:left;vertical-align:top} .badge{font-weight:600;color:#fff;background:#0277bd;
 padding:0 4px;border-radius:3px} .finding{margin:10px 0} code{font-size:12px}
+td.row code.id{color:#757575;font-size:11px} td.row .t{font:13px system-ui,sans-serif}
+table.glance td{text-align:right} table.glance td.row{text-align:left}
+table.glance td.none{text-align:center;color:#757575}
+table.glance td.bad{color:#c62828;font-weight:600} table.glance td.good{color:#2e7d32}
+.plot svg{max-width:100%;height:auto}
 """
 
 
@@ -240,17 +249,15 @@ def _cell_html(cell: dict[str, Any] | None, findings: dict[str, dict[str, Any]])
         small.append(f"{cell['duration_s']:.1f}s")
     if _extra(cell):
         small.append(_e(_extra(cell)))
+    if strip := run_history.strip_html(cell.get("history"), COLOUR):  # its last runs' verdicts
+        small.append(strip)
     label = f"{SYMBOL[verdict]} {verdict}"
-    if finding is not None:  # the cell links to its finding, and to its log below
+    if finding is not None:  # the label names the finding's kind; a small link goes to the finding below
         if verdict == "known":
             label = f"{SYMBOL[verdict]} {_e(badge(finding))}"
-        else:  # e.g. an intermittent finding's cell that passed this time
-            small.append(_e(badge(finding)))
-        label = f'<a href="#{anchor(finding["key"])}">{label}</a>'
-        if cell.get("log"):
-            small.append(f'<a href="{_e(cell["log"])}">log</a>')
-    elif cell.get("log"):
-        label = f'<a href="{_e(cell["log"])}">{label}</a>'
+        mark = "finding" if verdict == "known" else _e(badge(finding))  # e.g. an intermittent one that passed
+        small.append(f'<a href="#{anchor(finding["key"])}">{mark}</a>')
+    label = f'<a href="{_e(cell["page"])}">{label}</a>'  # the cell's page: evidence, log, replay
     classes = "c changed" if cell.get("changed_from") else "c"
     return (
         f'<td class="{classes}" style="background:{COLOUR[verdict]}" title="{_e(title[:600])}">'
@@ -291,7 +298,9 @@ def _matrix_html(matrix: dict[str, Any]) -> str:
             group = heading
             parts.append(f"<tr class=suite><td colspan={len(sdks) + 2}>{_e(heading)}</td></tr>")
         parts.append(
-            f'<tr><td class=row title="{_e(row["title"])}">{_e(row["id"])}</td>'
+            f'<tr><td class=row title="{_e(row.get("judges") or row["title"])}"><span class=t>{_e(row["title"])}</span>'
+            + ("" if row["id"].endswith(row["title"]) else f"<br><code class=id>{_e(row['id'])}</code>")
+            + "</td>"
             + "".join(_cell_html(cells.get((row["id"], s["name"], topology)), findings) for s in sdks)
             + f"<td>{_e(counts(per_row[(row['id'], topology)]))}</td></tr>"
         )
@@ -388,6 +397,82 @@ def _tuning_html(sdks: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _figure(value: Any) -> float | None:
+    """A cell's recorded figure (JUnit properties are strings); None when absent or None."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def glance(matrix: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per SDK, what its chaos cells say: jobs lost, run twice (duplicates, overlaps), waves
+    that recovered after the heal and how fast, and its findings by kind (over all its cells)."""
+    findings = _findings(matrix)
+    lines = []
+    for sdk in matrix["sdks"]:
+        if sdk.get("error") or sdk["language"] == "sql":
+            continue
+        mine = [c for c in matrix["cells"] if c["sdk"] == sdk["name"]]
+        judged = [c for c in mine if c["suite"] == "chaos" and "lost" in c.get("properties", {})]
+        figures = [c["properties"] for c in judged if any(k in c["properties"] for k in FAULTED)]
+        recoveries = sorted(r for p in figures if (r := _figure(p.get("recovery_s"))) is not None)
+        kinds = Counter(findings[k]["kind"] for k in {c.get("finding") for c in mine} if k in findings)
+        lines.append(
+            {
+                "sdk": sdk["name"],
+                "judged": len(judged),
+                "faulted": len(figures),
+                "lost": int(sum(_figure(p.get("lost")) or 0 for p in figures)),
+                "losing": sum(1 for p in figures if _figure(p.get("lost"))),
+                "twice": int(
+                    sum((_figure(p.get("duplicated")) or 0) + (_figure(p.get("overlaps")) or 0) for p in figures)
+                ),
+                "recovered": sum(1 for p in figures if "recovery_s" in p and _figure(p["recovery_s"]) is not None),
+                "waves": sum(1 for p in figures if "fault_schedule" in p),
+                "worst_s": recoveries[-1] if recoveries else None,
+                "median_s": statistics.median(recoveries) if recoveries else None,
+                "kinds": dict(sorted(kinds.items())),
+                "verdicts": totals(matrix)[0][sdk["name"]],
+            }
+        )
+    return lines
+
+
+def glance_html(matrix: dict[str, Any]) -> str:
+    lines = glance(matrix)
+    if not any(line["judged"] for line in lines):
+        return ""
+    rows = []
+    for g in lines:
+        kinds = " · ".join(f"{BADGE.get(k, k)} {n}" for k, n in g["kinds"].items()) or "none"
+        seconds = "—" if g["worst_s"] is None else f"{g['worst_s']:.2f} / {g['median_s']:.2f}"
+        lost = f"yes: {g['lost']} in {g['losing']} waves" if g["lost"] else "no"
+        twice = f"yes: {g['twice']}" if g["twice"] else "no"
+        judged = (
+            f"<td class={'bad' if g['lost'] else 'good'}>{lost}</td>"
+            f"<td class={'bad' if g['twice'] else 'good'}>{twice}</td>"
+            f"<td class={'bad' if g['recovered'] < g['waves'] else 'good'}>{g['recovered']} of {g['waves']}</td>"
+            f"<td>{seconds}</td>"
+            if g["faulted"]
+            else "<td colspan=4 class=none>nothing ran under a fault</td>"
+        )
+        rows.append(
+            f"<tr><td class=row><b>{_e(g['sdk'])}</b></td><td>{g['faulted']} of {g['judged']}</td>{judged}"
+            f"<td class=row>{_e(kinds)}</td><td>{_e(counts(g['verdicts']))}</td></tr>"
+        )
+    return (
+        "<h2>Guarantees at a glance</h2><div class=sub>Under faults (the chaos rows): did it lose acknowledged "
+        "jobs, run any twice (duplicates and overlapping runs, allowed by an at-least-once contract), did work "
+        "resume after the heal and how fast (first success after the last heal); its findings by kind over all "
+        "its cells. Only the chaos cells whose workers reached a fault count (a wave that ran nothing before its "
+        "fault says nothing about faults: its cell says why).</div><table class=glance><thead><tr><th>SDK</th>"
+        "<th>chaos cells that reached a fault</th><th>lost jobs</th>"
+        "<th>ran twice</th><th>recovered</th><th>recovery worst / median s</th><th>findings</th>"
+        f"<th>all cells</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 def dashboard(matrix: dict[str, Any], deviations: list[dict[str, Any]], bench: dict[str, Any] | None = None) -> str:
     run = matrix["run"]
     parts = [
@@ -397,7 +482,8 @@ def dashboard(matrix: dict[str, Any], deviations: list[dict[str, Any]], bench: d
         f"<div class=sub>run {_e(run['id'])} · started {_e(run.get('started', ''))} · "
         f"commit {_e(str(run.get('git_sha', ''))[:10])} · PostgreSQL {_e(run.get('postgres_version', ''))}"
         f" · seed {_e(run.get('seed', ''))}</div>",
-        "<div class=tot><b>" + _e(summary_line(totals(matrix)[2])) + "</b></div>",
+        glance_html(matrix),
+        "<h2>The matrix</h2><div class=tot><b>" + _e(summary_line(totals(matrix)[2])) + "</b></div>",
         f"<div class=warn>{_e(earlier_note(run))}</div>" if earlier_note(run) else "",
         "<div class=legend>"
         + "".join(f'<span><b style="color:{COLOUR[v]}">{SYMBOL[v]}</b> {v}</span>' for v in VERDICTS)
@@ -464,7 +550,7 @@ def bench_html(bench: dict[str, Any]) -> str:
     lines = [
         "<tr><td class=row>raw SQL (the limit)</td><td>—</td>"
         + "".join(f"<td>{number(median(limit.get(f'c{c}_batch1')))}</td>" for c in levels)
-        + "<td>—</td><td>—</td><td>—</td></tr>"
+        + "<td>—</td><td>—</td></tr>"
     ]
     for name, figures in sorted(bench.get("sdks", {}).items()):
         process, ratio = figures.get("process") or {}, figures.get("ratio") or {}
@@ -481,6 +567,14 @@ def bench_html(bench: dict[str, Any]) -> str:
             f"<td>{number(latency.get('p50_ms'), 1)} / {number(latency.get('p99_ms'), 1)}</td>"
             f"<td>{recording_cell(figures)}</td></tr>"
         )
+    idle = [
+        n for n, f in sorted(bench.get("sdks", {}).items()) if not any(map(median, (f.get("process") or {}).values()))
+    ]
+    unplotted = (
+        f"<div class=sub>No processing figures (insert-only, or a known error): {html.escape(', '.join(idle))}</div>"
+        if idle
+        else ""
+    )
     machine = bench.get("machine") or {}
     about = (
         f"run {html.escape(str(bench.get('date', '?')))} on {machine.get('cpus', '?')} × "
@@ -494,6 +588,10 @@ def bench_html(bench: dict[str, Any]) -> str:
         f"with and without the history at c={settings.get('cost_at', '?')}, in % of the run without; for "
         "Python drivers also the measured cost of one history line and so its share of a job's time "
         "(2 lines per job at the measured jobs/s).</p>"
+        f"<h3>Processing throughput against concurrency</h3><div class=plot>{plots.bench_throughput(bench)}</div>"
+        f"{unplotted}"
+        f"<h3>Enqueue → start latency</h3><div class=plot>{plots.bench_latency(bench)}</div>"
+        f"<h3>The harness's own cost: recording on vs off</h3><div class=plot>{plots.bench_cost(bench)}</div>"
         f"<table class=bench><thead><tr><th>SDK</th><th>enqueue/s</th>{head}<th>latency p50 / p99 ms</th>"
         f"<th>recording cost %</th></tr></thead><tbody>{''.join(lines)}</tbody></table>"
     )

@@ -39,6 +39,23 @@ RETRY_BY_VT = {
     "retry_source": "pgmq.sql pgmq.read: WHERE vt <= clock_timestamp(); the scenarios' visibility_timeout_s",
 }
 
+# The periodic drivers' own schedule: a timer in each worker that enqueues a tick at its second.
+PERIODIC_BY_TIMER = {
+    "periodic_period_s": 1.0,
+    "periodic_late_s": 0.5,
+    "periodic": "the driver's timer in each worker; a tick table (the control) lets one worker enqueue each tick",
+    "periodic_source": "tests/broken_drivers/flawed.py periodic_work, tick_claim",
+}
+
+
+# The scratch upgrade: a schema change the flawed N-1 worker notices (a marker table).
+MARKER_UPGRADE = {
+    "migrate": ["{python}", "-c", "import os, psycopg; psycopg.connect(os.environ['GAUNTLET_DSN'], autocommit=True)"
+                ".execute('CREATE TABLE public.gauntlet_upgraded ()')"],
+    "version_sql": "SELECT to_regclass('public.gauntlet_upgraded') IS NOT NULL",
+    "source": "tests/test_broken_drivers.py MARKER_UPGRADE: N-1 keeps working",
+}  # fmt: skip
+
 
 def undercount(sql: str) -> str:
     wrong = sql.replace(") AS queued", ") * 9 / 10 AS queued", 1)
@@ -47,10 +64,18 @@ def undercount(sql: str) -> str:
 
 
 SYSTEMS: dict[str, dict[str, Any]] = {
-    "pgmq": {"contract": RETRY_BY_VT},
+    "pgmq": {"contract": {**RETRY_BY_VT, **PERIODIC_BY_TIMER}},
     "pgmq-miscounts": {"contract": RETRY_BY_VT, "stats_sql": undercount},
     # A contract promising what PGMQ does not: a job outliving its lease is not taken again.
     "pgmq-claims-lease-extension": {"contract": {**RETRY_BY_VT, "long_job_runs_again": False}},
+    # An upgrade path for the upgrade scenario: N-1 is PGMQ's own installer, the migration adds a marker table.
+    "pgmq-upgrades": {
+        "contract": RETRY_BY_VT,
+        "tables": {"upgrade": MARKER_UPGRADE},
+        "manifest": {
+            "previous": {"version": "0-previous", "installer": ["{python}", str(PGMQ / "installer" / "install.py")]}
+        },
+    },
 }
 
 
@@ -109,6 +134,12 @@ AIMED = {
         catalog="chaos",
     ),
     "broken-drops-under-held-snapshot": Flawed("drops", "test_snapshot_held_open", "lost", catalog="chaos"),
+    # As N-1, once the schema is upgraded, it archives the jobs it reads without running them.
+    "broken-upgrade-drops": Flawed(
+        "upgrade_drops", "test_upgrade_with_jobs_in_flight", "lost", passes="test_basic_wave", system="pgmq-upgrades"
+    ),
+    # Each worker fires its own timer and enqueues the tick itself: two workers run each tick twice.
+    "broken-periodic-each": Flawed("periodic_each", "test_periodic_job_runs_once_per_tick", "ticks run twice"),
 }
 
 # Honest implementations of the capabilities the broken drivers claim and PGMQ lacks: each
@@ -117,6 +148,8 @@ CONTROLS = {
     "control-retrying": Flawed("retrying", "test_retry_storm"),
     "control-sorted": Flawed("sorted", "test_priority_ordering"),
     "control-dedupe": Flawed("dedupe", "test_dedupe_keys"),
+    "control-upgrading": Flawed("upgrading", "test_upgrade_with_jobs_in_flight", system="pgmq-upgrades"),
+    "control-periodic": Flawed("periodic", "test_periodic_job_runs_once_per_tick"),
 }
 
 
@@ -153,6 +186,7 @@ def scratch_tree(root: Path, sdks: dict[str, Flawed]) -> Path:
         data = copy.deepcopy(real)
         data["installer"]["folder"] = str(PGMQ / data["installer"].get("folder", "."))  # PGMQ's own installer
         data["contract"].update(changes.get("contract", {}))
+        data.update(copy.deepcopy(changes.get("tables", {})))
         edit: Callable[[str], str] | None = changes.get("stats_sql")
         if edit is not None:
             data["stats"]["sql"] = edit(data["stats"]["sql"])
@@ -162,6 +196,7 @@ def scratch_tree(root: Path, sdks: dict[str, Flawed]) -> Path:
         folder = root / sdk.system / name
         folder.mkdir()
         manifest = {"language": "python", "version": "0", "driver": ["{python}", str(FLAWED), sdk.flaw]}
+        manifest.update(SYSTEMS[sdk.system].get("manifest", {}))
         (folder / "manifest.toml").write_text(to_toml(manifest))
     loaded = catalog.load(root)
     assert not loaded.broken, loaded.broken
@@ -186,7 +221,6 @@ def run_scenarios(
         "GAUNTLET_STOP_BOUND_S": "3",
     }
     env.pop("GAUNTLET_EVENTS", None)
-    env.pop("GAUNTLET_LEAVE_OUT_EXTENDED", None)  # the extended scenarios have broken drivers too
     done = subprocess.run(
         [
             sys.executable,

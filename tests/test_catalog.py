@@ -144,3 +144,26 @@ def test_nox_lists_sessions_with_tags_as_json() -> None:
         e2e = sessions[f"e2e(sdk='{sdk.name}')"]
         assert {sdk.system, sdk.language, sdk.name} <= set(e2e["tags"])
         assert sdk.name in sessions[f"sql(system='{sdk.system}')"]["tags"]
+
+
+def test_an_upgrade_pairs_a_previous_release_with_its_systems_migration(tmp_path: Path) -> None:
+    """[previous] in a manifest and [upgrade] in system.toml; migrate defaults to the installer."""
+    upgrade = '\n[upgrade]\nprevious_exits = 57\nafter = ["./post"]\nsource = "docs"\n'
+    system = _system(tmp_path, "alpha", SYSTEM + upgrade)
+    _sdk(system, "a", 'language = "go"\nversion = "2"\n[previous]\nversion = "1"\ninstaller = ["./old-install"]\n')
+    _sdk(system, "b", 'language = "go"\nversion = "2"\n[previous]\nversion = "1"\n')
+    _sdk(system, "c", 'language = "go"\nversion = "2"\n[previous]\nversion = "1"\ninstaller = ["x"]\ncolour = 1\n')
+    loaded = catalog.load(tmp_path)
+    (alpha,) = loaded.systems
+    assert alpha.upgrade is not None
+    assert (alpha.upgrade.migrate, alpha.upgrade.folder) == (alpha.installer.argv, alpha.installer.folder)
+    assert (alpha.upgrade.previous_exits, alpha.upgrade.after) == (57, ("./post",))
+    (a,) = alpha.sdks
+    assert a.previous is not None
+    assert (a.previous.version, a.previous.installer, a.previous.driver) == ("1", ("./old-install",), ())
+    assert sorted((b.sdk, "installer is empty" in b.message or "unknown keys" in b.message) for b in loaded.broken) == [
+        ("b", True), ("c", True)
+    ]  # fmt: skip
+    bad = _system(tmp_path / "more", "beta", SYSTEM + '\n[upgrade]\nprevious_exits = "57"\nsource = "x"\n')
+    _sdk(bad, "d", 'language = "go"\nversion = "1"\n')
+    assert "previous_exits must be an exit code" in catalog.load(tmp_path / "more").broken[0].message

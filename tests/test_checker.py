@@ -15,9 +15,15 @@ from gauntlet.checker import (
     delay_violations,
     expected_counts,
     late_delays,
+    not_ticks,
     percentile,
     runs_by_job,
+    runs_by_tick,
     stats_mismatch,
+    tick_lateness,
+    ticks_missed,
+    ticks_off_grid,
+    ticks_run_twice,
 )
 
 
@@ -272,3 +278,82 @@ def test_a_growing_file_is_read_once_and_only_in_whole_lines(tmp_path) -> None:
     h.add_lines(growing.new_lines())
     assert [(r.id, r.end, r.outcome) for r in h.executions] == [("a", 2.0, "ok")] and not h.malformed
     assert growing.new_lines() == []
+
+
+def test_upgrade_problems_accept_a_working_or_documented_previous_worker() -> None:
+    from gauntlet.checker import PreviousWorker, upgrade_problems
+
+    working = PreviousWorker("w1", ended=None, stopped=0, starts_after=3)
+    documented = PreviousWorker("w2", ended=57, stopped=None, starts_after=0)
+    assert upgrade_problems([working, documented], documented_exit=57) == []
+    assert upgrade_problems([working], documented_exit=None) == []
+
+
+def test_upgrade_problems_name_a_crash_a_stall_and_a_bad_stop() -> None:
+    from gauntlet.checker import PreviousWorker, upgrade_problems
+
+    crashed = PreviousWorker("w1", ended=1, stopped=None, starts_after=0)
+    stalled = PreviousWorker("w2", ended=None, stopped=0, starts_after=0)
+    bad_stop = PreviousWorker("w3", ended=None, stopped=137, starts_after=2)
+    found = upgrade_problems([crashed, stalled, bad_stop], documented_exit=57)
+    assert len(found) == 3
+    assert "exited 1 during the upgrade; its SDK documents exit 57" in found[0]
+    assert "started no job" in found[1] and "exited 137 when stopped" in found[2]
+    assert "keeps working" in upgrade_problems([PreviousWorker("w4", 57, None, 0)], documented_exit=None)[0]
+
+
+def test_starts_since_counts_each_workers_later_starts() -> None:
+    from gauntlet.checker import starts_since
+
+    history = History()
+    history.add_lines([*run("a", 1.0, 1.5), *run("b", 3.0, 3.5), *run("c", 4.0, None)])
+    assert starts_since(history, 2.0) == {"w": 2}
+    assert starts_since(history, 5.0) == {}
+
+
+def periodic(*runs: tuple[int, float, int]) -> History:
+    """A history of periodic executions: (tick, start, pid) each, ending 0.1 s after it starts."""
+    h = History()
+    for tick, start, pid in runs:
+        h.add_lines(run(f"periodic-{tick}", start, start + 0.1, pid=pid))
+    return h
+
+
+def test_each_tick_once_has_no_periodic_anomaly() -> None:
+    h = periodic((100, 100.2, 1), (102, 102.3, 2), (104, 104.1, 1))
+    ticks = runs_by_tick(h)
+    assert sorted(ticks) == [100, 102, 104] and not_ticks(h) == []
+    assert ticks_run_twice(ticks) == {} and ticks_off_grid(ticks, 2, 98, 106) == []
+    assert ticks_missed(ticks, 2, 99.5, 104) == []
+    assert tick_lateness(ticks) == {100: 0.2, 102: 0.3, 104: 0.1}
+
+
+def test_a_tick_two_workers_both_ran_is_run_twice() -> None:
+    ticks = runs_by_tick(periodic((100, 100.2, 1), (100, 100.25, 2), (102, 102.1, 1)))
+    assert ticks_run_twice(ticks) == {100: 2}
+
+
+def test_a_tick_that_elapsed_without_a_run_is_missed() -> None:
+    ticks = runs_by_tick(periodic((100, 100.2, 1), (104, 104.1, 1)))
+    assert ticks_missed(ticks, 2, 100, 106) == [102, 106]
+    assert ticks_missed(ticks, 2, 100.5, 105.9) == [102]  # the partial first and last periods are not due
+
+
+def test_a_tick_off_the_schedule_or_outside_the_run_is_off_grid() -> None:
+    ticks = runs_by_tick(periodic((101, 101.2, 1), (90, 100.1, 1), (104, 104.1, 1)))
+    assert ticks_off_grid(ticks, 2, 98, 106) == [90, 101]
+
+
+def test_an_execution_without_a_tick_is_not_a_tick() -> None:
+    h = periodic((100, 100.2, 1))
+    h.add_lines(run("periodic-x", 101, 102) + run("j1", 101, 102))
+    assert not_ticks(h) == ["j1", "periodic-x"] and list(runs_by_tick(h)) == [100]
+
+
+def test_in_flight_at_counts_runs_open_at_that_moment() -> None:
+    from gauntlet.checker import in_flight_at
+
+    history = History()
+    history.add_lines([*run("a", 1.0, 1.5), *run("b", 1.2, 3.0), *run("c", 1.4, None), *run("d", 2.5, 2.6)])
+    assert in_flight_at(history, 2.0) == 2
+    assert in_flight_at(history, 0.5) == 0

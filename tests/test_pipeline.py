@@ -49,8 +49,18 @@ def _names(sessions: list[SessionId]) -> list[str]:
 @pytest.mark.parametrize(
     ("only", "expected"),
     [
-        ([], ["sql(system='pgmq')", "sql(system='river')", "e2e(sdk='pgmq-py')", *PGMQ_GO, "chaos(sdk='pgmq-py')"]),
-        (["pgmq-py"], ["sql(system='pgmq')", "e2e(sdk='pgmq-py')", "chaos(sdk='pgmq-py')"]),
+        (
+            [],
+            [
+                "sql(system='pgmq')",
+                "sql(system='river')",
+                "e2e(sdk='pgmq-py')",
+                *PGMQ_GO,
+                "chaos(sdk='pgmq-py')",
+                "pgbouncer(sdk='pgmq-py')",
+            ],
+        ),
+        (["pgmq-py"], ["sql(system='pgmq')", "e2e(sdk='pgmq-py')", "chaos(sdk='pgmq-py')", "pgbouncer(sdk='pgmq-py')"]),
         (["e2e"], ["e2e(sdk='pgmq-py')", "e2e(sdk='pgmq-go')"]),
         (["go"], PGMQ_GO),
         (["chaos(sdk='pgmq-py')", "river"], ["sql(system='river')", "chaos(sdk='pgmq-py')"]),
@@ -70,20 +80,10 @@ def test_a_selector_is_a_name_a_kind_or_a_tag(only: list[str], expected: list[st
         (["pgbouncer"], None, ["pgbouncer(sdk='pgmq-py')"]),
         (["pgmq-py"], "toxiproxy", ["chaos(sdk='pgmq-py')"]),
         (["pgmq-py"], "direct", ["sql(system='pgmq')", "e2e(sdk='pgmq-py')"]),
-        (
-            ["pgmq-py"],
-            "extended",
-            ["sql(system='pgmq')", "e2e(sdk='pgmq-py')", "chaos(sdk='pgmq-py')", "pgbouncer(sdk='pgmq-py')"],
-        ),
     ],
 )
-def test_the_pgbouncer_sessions_run_when_asked_for_and_topology_filters(
-    only: list[str], topology: str | None, expected: list[str]
-) -> None:
-    """Not in the default main job yet (see the first case above): by kind, by name, by
-    topology, or with --extended."""
-    extended = topology == "extended"
-    matrix, _ = pipeline.select(pipeline.candidates(LISTED), only, None if extended else topology, extended)
+def test_a_topology_keeps_only_its_sessions(only: list[str], topology: str | None, expected: list[str]) -> None:
+    matrix, _ = pipeline.select(pipeline.candidates(LISTED), only, topology)
     assert _names(matrix) == expected
 
 
@@ -99,7 +99,6 @@ def test_a_selector_matching_nothing_is_an_error_that_lists_what_would(
 
     monkeypatch.setattr(pipeline, "list_sessions", lambda: LISTED)
     monkeypatch.setenv("GAUNTLET_SEED", "4242")  # main exports both: monkeypatch restores them after
-    monkeypatch.setenv("GAUNTLET_LEAVE_OUT_EXTENDED", "0")
     assert pipeline.main(["--only", "tests"]) == 2
     assert "no session matches 'tests'" in capsys.readouterr().err
 
@@ -112,9 +111,21 @@ def test_placeholder_sessions_without_a_target_are_not_run() -> None:
 def test_ci_matrix_is_one_job_per_sdk_and_one_for_sql() -> None:
     matrix, _ = pipeline.select(pipeline.candidates(LISTED), [])
     assert pipeline.ci_matrix(matrix) == [
-        {"name": "sql", "sessions": "\"sql(system='pgmq')\" \"sql(system='river')\""},
-        {"name": "pgmq-py", "sessions": "\"e2e(sdk='pgmq-py')\" \"chaos(sdk='pgmq-py')\""},
-        {"name": "pgmq-go", "sessions": "\"e2e(sdk='pgmq-go')\""},
+        {"name": "sql", "sessions": "sql(system='pgmq'),sql(system='river')", "sdk": "", "language": "", "folder": ""},
+        {
+            "name": "pgmq-py",
+            "sessions": "e2e(sdk='pgmq-py'),chaos(sdk='pgmq-py'),pgbouncer(sdk='pgmq-py')",
+            "sdk": "pgmq-py",
+            "language": "python",
+            "folder": "sdk_adapters/pgmq/pgmq-py",
+        },
+        {
+            "name": "pgmq-go",
+            "sessions": "e2e(sdk='pgmq-go')",
+            "sdk": "pgmq-go",
+            "language": "go",
+            "folder": "sdk_adapters/pgmq/pgmq-go",
+        },
     ]
 
 
@@ -125,6 +136,7 @@ def test_the_queue_starts_with_the_longest_sessions(tmp_path: Path) -> None:
         "chaos(sdk='pgmq-py')",
         "e2e(sdk='pgmq-go')",
         "e2e(sdk='pgmq-py')",
+        "pgbouncer(sdk='pgmq-py')",
         "sql(system='pgmq')",
         "sql(system='river')",
     ]
@@ -141,6 +153,7 @@ def test_the_queue_starts_with_the_longest_sessions(tmp_path: Path) -> None:
         "e2e(sdk='pgmq-py')",
         "sql(system='river')",
         "chaos(sdk='pgmq-py')",  # no kind-mate timed: last
+        "pgbouncer(sdk='pgmq-py')",
     ]
     sessions_json.write_text(json.dumps([{"session": "sql(system='river')", "wall_s": 9.0}]))  # an older shape
     assert pipeline.previous_walls(sessions_json) == {}
@@ -194,7 +207,7 @@ def test_sessions_run_side_by_side_up_to_jobs_and_the_report_last(tmp_path: Path
     assert report.start_offset_s >= max(end for _, end in spans)
 
     record = json.loads(layout.sessions_json.read_text())
-    assert set(record) == {"started", "ended", "wall_s", "cpu_s", "jobs", "interrupted", "extended", "sessions"}
+    assert set(record) == {"started", "ended", "wall_s", "cpu_s", "jobs", "interrupted", "sessions"}
     assert record["jobs"] == 2 and record["interrupted"] is False
     assert record["wall_s"] >= report.end_offset_s
     first = next(s for s in record["sessions"] if s["target"] == "sdk0")  # sdk0 and sdk1 may end in either order

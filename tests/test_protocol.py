@@ -30,7 +30,9 @@ CAPABILITIES = {
     "visibility_timeout",
     "crash_recovery",
     "listen_notify",
+    "periodic",
     "worker",
+    "upgrade",
 }
 INFO_KEYS = {"protocol", "capabilities", "works_with"}  # sdk, system, language, version: the folders say
 RUN_BOUND_S = 30.0  # the conformance worker's jobs must all have run by then
@@ -84,6 +86,9 @@ def test_driver_conforms(sdk: Sdk, harness, database: str, tmp_path: Path) -> No
     assert set(info["capabilities"]) <= CAPABILITIES, set(info["capabilities"]) - CAPABILITIES
     untested = set(info["capabilities"]) - EXERCISED
     assert not untested, f"claimed, but no scenario needs: {untested}"
+    if "upgrade" in info["capabilities"]:  # the scenario needs both halves of the upgrade declared
+        assert sdk.previous is not None, "claims upgrade without a [previous] release in its manifest"
+        assert LOADED.system(sdk.system).upgrade is not None, "claims upgrade; its system.toml has no [upgrade]"
     worker_sdk = sdk
     if "worker" not in info["capabilities"]:
         partner = {s.name: s for s in ALL}.get(info.get("works_with", ""))

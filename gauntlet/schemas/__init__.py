@@ -8,6 +8,7 @@ environment, never in argv, so it cannot reach a log.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from gauntlet import catalog
 from gauntlet.catalog import System
@@ -23,14 +24,21 @@ class SchemaError(Exception):
 
 def install(system: System, dsn: str, supervisor: Supervisor) -> None:
     installer = system.installer
+    run(f"install-{system.name}", installer.argv, installer.folder, installer.env, dsn, supervisor)
+
+
+def run(
+    label: str, argv: tuple[str, ...], folder: Path, extra_env: dict[str, str], dsn: str, supervisor: Supervisor
+) -> None:
+    """One schema tool (an installer, a migration) on `dsn`, the way `install` runs the installer."""
     url = as_url(dsn)
     env = {**os.environ, "DATABASE_URL": url, "PGBOSS_DATABASE_URL": url, "PGDSN": url, "GAUNTLET_DSN": dsn}
-    env.update(installer.env)
-    argv = catalog.expand(installer.argv, installer.folder)
+    env.update(extra_env)
+    expanded = catalog.expand(argv, folder)
     try:
-        done = supervisor.run(f"install-{system.name}", argv, timeout=INSTALL_BOUND_S, env=env, cwd=installer.folder)
+        done = supervisor.run(label, expanded, timeout=INSTALL_BOUND_S, env=env, cwd=folder)
     except OSError as exc:  # e.g. the installer was never built
-        raise SchemaError(f"{system.name} installer cannot start {argv[0]}: {exc}") from exc
+        raise SchemaError(f"{label} cannot start {expanded[0]}: {exc}") from exc
     if done.returncode != 0:
         tail = "\n".join(done.log.splitlines()[-15:])
-        raise SchemaError(f"{system.name} installer exited {done.returncode} (log: {done.log_path}):\n{tail}")
+        raise SchemaError(f"{label} exited {done.returncode} (log: {done.log_path}):\n{tail}")

@@ -44,6 +44,10 @@ CLAIMS = {
     "retrying": ["retries"],  # control: PGMQ's redelivery after the visibility timeout is the backoff
     "sorted": ["priority"],  # control: a worker that runs what it reads highest priority first
     "dedupe": ["dedupe"],  # control: a key table, compared as PostgreSQL compares text
+    "upgrade_drops": ["upgrade"],
+    "upgrading": ["upgrade"],  # control: the honest driver, which keeps working on the upgraded schema
+    "periodic_each": ["periodic"],
+    "periodic": ["periodic"],  # control: a tick table, so that one worker enqueues each tick
 }
 
 
@@ -132,6 +136,41 @@ def dedupe_sender(fold: Any) -> Any:
     return send
 
 
+def periodic_work(claim: Any) -> None:
+    """The honest worker, plus a timer that enqueues each tick of `periodic.every_s` (as
+    `periodic-<tick>`) when `claim(tick)` says this worker is the one to."""
+    every = int(p.CONFIG["periodic"]["every_s"])
+    client = d.queue_client(2)
+
+    def timer() -> None:
+        while not p.stop_requested.is_set():
+            tick = (int(time.time()) // every + 1) * every
+            if p.stop_requested.wait(max(0.0, tick - time.time())):
+                return
+            if claim(tick):
+                real_send(client, {"id": f"periodic-{tick}"})
+
+    threading.Thread(target=timer, daemon=True).start()
+    d.work()
+
+
+def periodic_prepare() -> None:
+    import psycopg
+
+    with psycopg.connect(p.CONFIG["dsn"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS gauntlet_ticks (queue text, tick bigint, PRIMARY KEY (queue, tick))")
+    d.prepare()
+
+
+def tick_claim() -> Any:
+    """One row per (queue, tick): only the worker whose insert lands enqueues the tick."""
+    import psycopg
+
+    db = psycopg.connect(p.CONFIG["dsn"], autocommit=True)
+    sql = "INSERT INTO gauntlet_ticks VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+    return lambda tick: db.execute(sql, (p.CONFIG["queue"], tick)).fetchone() is not None
+
+
 commands = {"info": info, "prepare": d.prepare, "enqueue": d.enqueue, "work": d.work}
 
 # "retrying" (a control: PGMQ hands a failed message back when its visibility timeout runs out,
@@ -146,6 +185,24 @@ elif flaw == "drops":  # archives every 7th job without running it: lost jobs
 
     def execute(history, body, attempt, sdk_id):
         return True if int(sdk_id) % 7 == 0 else real_execute(history, body, attempt, sdk_id)
+
+    p.execute = execute
+
+elif flaw == "upgrading":  # the honest driver, with the claim
+    pass
+
+elif flaw == "upgrade_drops":  # as N-1 (release "previous"), once the schema is upgraded, archives without running
+
+    def upgraded() -> bool:
+        import psycopg
+
+        with psycopg.connect(p.CONFIG["dsn"], autocommit=True) as conn:
+            return bool(conn.execute("SELECT to_regclass('public.gauntlet_upgraded') IS NOT NULL").fetchone()[0])
+
+    def execute(history, body, attempt, sdk_id):
+        if p.CONFIG.get("release") == "previous" and upgraded():
+            return True
+        return real_execute(history, body, attempt, sdk_id)
 
     p.execute = execute
 
@@ -324,6 +381,11 @@ elif flaw == "dies_on_db_error":  # the first failed fetch or completion ends th
         real_run_slots(dying_slot)
 
     p.run_slots = run_slots
+
+elif flaw in ("periodic", "periodic_each"):  # a timer per worker; the flaw: each worker enqueues every tick
+    commands["prepare"] = periodic_prepare
+    if p.CONFIG.get("periodic"):
+        commands["work"] = lambda: periodic_work(tick_claim() if flaw == "periodic" else lambda tick: True)
 
 elif flaw == "hangs":  # never answers info
 

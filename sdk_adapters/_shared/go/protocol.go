@@ -31,6 +31,9 @@ type Config struct {
 	Transaction        *string `json:"transaction"`
 	BatchSize          int     `json:"batch_size"` // 0 or 1 (absent, null): one SDK call per spec
 	Pooler             string  `json:"pooler"`     // "pgbouncer": reached through PgBouncer in transaction mode
+	Periodic           struct {
+		EveryS int `json:"every_s"` // 0: no periodic job; else its period, ticks on multiples of it
+	} `json:"periodic"`
 }
 
 type Spec struct {
@@ -356,4 +359,18 @@ func Main(commands map[string]func() error) {
 		fmt.Fprintln(os.Stderr, err)
 		Fail(err.Error(), 1)
 	}
+}
+
+// GridSchedule's ticks are the Unix times that are multiples of Every: the protocol's periodic
+// job, as a schedule whose Next(t) an SDK can call (River's PeriodicSchedule is this method).
+type GridSchedule struct{ Every time.Duration }
+
+func (g GridSchedule) Next(t time.Time) time.Time {
+	return t.Truncate(g.Every).Add(g.Every)
+}
+
+// ExecutePeriodic runs one execution of the periodic job, named after its tick.
+func ExecutePeriodic(h *History, tick time.Time, attempt int, sdkID string) bool {
+	body, _ := json.Marshal(map[string]any{"gauntlet": map[string]any{"id": fmt.Sprintf("periodic-%d", tick.Unix())}})
+	return Execute(h, body, attempt, sdkID)
 }

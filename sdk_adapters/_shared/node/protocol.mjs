@@ -169,6 +169,18 @@ export class History {
   }
 }
 
+// `periodic.every_s` in a work config: the period of the one periodic job to register (its
+// ticks are the Unix times that are multiples of it); null: no periodic job.
+export const periodicEveryS = () => Number(CONFIG.periodic?.every_s) || null;
+// The period as cron: whole minutes in five fields, else seconds first in six (cron-parser's form).
+export const cronExpression = (everyS) =>
+  everyS % 60 === 0 ? `${everyS === 60 ? "*" : `*/${everyS / 60}`} * * * *` : `*/${everyS} * * * * *`;
+// The tick at or before `atMs`: for an SDK that does not say which occurrence it runs (its
+// lateness stays below one period, which the harness's period ensures).
+export const gridTick = (everyS, atMs = Date.now()) => Math.floor(atMs / 1000 / everyS) * everyS;
+// The body an execution of the periodic job runs as: the id names its tick.
+export const periodicBody = (tick) => ({ gauntlet: { id: `periodic-${Math.round(tick)}` } });
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Runs a job's scripted behaviour; true when it succeeded. Crashes the process when told to.

@@ -139,6 +139,29 @@ async def execute_async(history: History, job_body: Any, attempt: int, sdk_id: s
     return _end(history, job_id, meta, attempt)
 
 
+def periodic_every_s() -> int | None:
+    """`periodic.every_s` in a `work` config: the period of the one periodic job to register
+    (its ticks are the Unix times that are multiples of it); None: no periodic job."""
+    periodic = CONFIG.get("periodic") or {}
+    return int(periodic["every_s"]) if periodic.get("every_s") else None
+
+
+def croniter_expression(every_s: int) -> str:
+    """`every_s` as croniter writes it: a sixth field for seconds, else every n minutes."""
+    return f"* * * * * */{every_s}" if every_s < 60 else f"*/{every_s // 60} * * * *"
+
+
+def grid_tick(every_s: int, at: float | None = None) -> int:
+    """The tick at or before `at` (default now): for an SDK that does not say which occurrence
+    it runs (its lateness stays below one period, which the harness's period ensures)."""
+    return int((time.time() if at is None else at) // every_s * every_s)
+
+
+def periodic_body(tick: int) -> dict[str, Any]:
+    """The body an execution of the periodic job runs as: the id names its tick."""
+    return {"gauntlet": {"id": f"periodic-{int(tick)}"}}
+
+
 class JobFailed(Exception):
     """Raised inside an SDK's task when the script says this attempt fails."""
 

@@ -4,8 +4,13 @@
 // crate's task identifiers are compile-time constants, so every graphile-worker driver runs
 // the task "gauntlet" and carries the protocol's queue as a job flag (which stats count by).
 import pg from "pg";
-import { makeWorkerUtils, run } from "graphile-worker";
 import * as p from "../../_shared/node/protocol.mjs";
+
+// The release under test: the pinned one, or (config `release` = "previous", the upgrade
+// scenario) the N−1 release package.json pins beside it as the alias graphile-worker-previous.
+const { makeWorkerUtils, run } = await import(
+  p.CONFIG.release === "previous" ? "graphile-worker-previous" : "graphile-worker"
+);
 
 // No visibility_timeout: a crashed worker's locks expire after graphile-worker's fixed 4 hours.
 // batch_enqueue: WorkerUtils.addJobs (dist/helpers.js:43 makeAddJobs), every option per job. It
@@ -13,7 +18,7 @@ import * as p from "../../_shared/node/protocol.mjs";
 // one by one through the SQL add_job, batch_size or not.
 const CAPABILITIES = [
   "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue", "batch_enqueue", "crash_recovery",
-  "listen_notify", "worker",
+  "listen_notify", "periodic", "worker", "upgrade",
 ];
 const TASK = "gauntlet";
 const quiet = { scope: () => quiet, debug() {}, info() {}, warn: console.error, error: console.error };
@@ -80,13 +85,20 @@ async function work() {
   // Errors of idle and of checked-out connections are reported, not fatal; graphile-worker retries.
   pgPool.on("error", (err) => console.error(`idle pool connection lost: ${err.message}`));
   pgPool.on("connect", (client) => client.on("error", (err) => console.error(`connection lost: ${err.message}`)));
+  // A periodic job: one crontab line; every worker's cron runner claims each tick in
+  // _private_known_crontabs (dist/cron.js:81-138), and the job's payload names it (_cron.ts).
+  const every = p.periodicEveryS();
+  const crontab = every ? { crontab: `${p.cronExpression(every)} ${TASK}_periodic ?id=${TASK}_periodic` } : {};
   const runner = await run({
-    pgPool, concurrency, logger: quiet, noHandleSignals: true, ...poolerOptions,
+    pgPool, concurrency, logger: quiet, noHandleSignals: true, ...poolerOptions, ...crontab,
     pollInterval: p.CONFIG.poll_interval_ms ?? 2000,
     taskList: {
       [TASK]: async (payload, helpers) => {
         const { job } = helpers;
         if (!(await p.execute(history, payload, job.attempts, job.id))) throw new Error("fails by script");
+      },
+      [`${TASK}_periodic`]: async (payload, { job }) => {
+        await p.execute(history, p.periodicBody(Date.parse(payload._cron.ts) / 1000), job.attempts, job.id);
       },
     },
   });

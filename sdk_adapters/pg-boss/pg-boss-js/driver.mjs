@@ -4,8 +4,11 @@
 // `prepare` creates the queue with the harness's visibility timeout.
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { PgBoss } from "pg-boss";
 import * as p from "../../_shared/node/protocol.mjs";
+
+// The release under test: the pinned one, or (config `release` = "previous", the upgrade
+// scenario) the N−1 release package.json pins beside it as the alias pg-boss-previous.
+const { PgBoss } = await import(p.CONFIG.release === "previous" ? "pg-boss-previous" : "pg-boss");
 
 // batch_enqueue: insert(name, jobs, { db, returnId }) (dist/manager.js:1665), every option per
 // job, inside the caller's transaction through `db` as send() is. Its INSERT ends in ON CONFLICT
@@ -13,7 +16,7 @@ import * as p from "../../_shared/node/protocol.mjs";
 // here (the insert keeps a given id, manager.js:1698-1703 does the same) and is matched by it.
 const CAPABILITIES = [
   "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue", "batch_enqueue",
-  "visibility_timeout", "crash_recovery", "listen_notify", "worker",
+  "visibility_timeout", "crash_recovery", "listen_notify", "periodic", "worker", "upgrade",
 ];
 // pg-boss dedupes a singletonKey only within a time slot (singletonSeconds) on a standard queue.
 const DEDUPE_WINDOW_S = 3600;
@@ -87,12 +90,18 @@ async function enqueue() {
 
 async function work() {
   const concurrency = p.CONFIG.concurrency || 1;
+  const every = p.periodicEveryS();
   // supervise: the monitor that fails (and so retries) expired jobs; every second, not every minute.
   const boss = await started(p.CONFIG.pool_size ?? concurrency + 2, {
     supervise: true, superviseIntervalSeconds: 1, monitorIntervalSeconds: 1, queueCacheIntervalSeconds: 1,
     // Not behind PgBouncer: LISTEN needs a session-pinned connection (dist/types.d.ts:497-507).
     useListenNotify: !p.CONFIG.pooler,
+    // A periodic job: this instance's cron pass and send-it worker every second (defaults 30 s, 5 s).
+    ...(every ? { schedule: true, cronMonitorIntervalSeconds: 1, cronWorkerIntervalSeconds: 1 } : {}),
   });
+  // Every instance's cron pass may claim the pass (trySetCronTime) and files each occurrence
+  // under a singleton key per 60 s slot (dist/timekeeper.js:46-79); the job says no tick: the grid's.
+  if (every) await boss.schedule(p.CONFIG.queue, p.cronExpression(every), { gauntlet_periodic: every });
   const history = new p.History(p.CONFIG.history, p.CONFIG.worker || "w");
   const stopped = new Promise((resolve) => process.on("SIGTERM", resolve));
   // pg-boss waits its polling interval after every fetch, even one that found work (with notify
@@ -106,7 +115,9 @@ async function work() {
       notifyPollingIntervalSeconds: poll, burstWhenReadyExceeds: 1,
     },
     async ([job]) => {
-      if (!(await p.execute(history, job.data, job.retryCount + 1, job.id))) throw new Error("fails by script");
+      const period = job.data?.gauntlet_periodic; // a periodic job's occurrence: its tick is the grid's
+      const body = period ? p.periodicBody(p.gridTick(period)) : job.data;
+      if (!(await p.execute(history, body, job.retryCount + 1, job.id))) throw new Error("fails by script");
     },
   );
   await stopped;

@@ -19,15 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_shared" / "python
 import asyncpg
 import gauntlet_protocol as p
 import pgqueuer
-from pgqueuer import AsyncpgDriver, Queries, QueueManager, RetryRequested
-from pgqueuer.models import Job
+from pgqueuer import AsyncpgDriver, PgQueuer, Queries, QueueManager, RetryRequested
+from pgqueuer.models import Job, Schedule
 
 # Queries.enqueue takes lists (pgqueuer/adapters/persistence/queries.py:323), one INSERT with every
 # field per job; a dedupe key already taken fails that INSERT whole, so a spec with a dedupe key
 # goes alone (batch_key) and is refused on its own, as with a single enqueue.
 CAPABILITIES = [
     "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue", "batch_enqueue",
-    "visibility_timeout", "crash_recovery", "listen_notify", "worker",
+    "visibility_timeout", "crash_recovery", "listen_notify", "periodic", "worker",
 ]  # fmt: skip
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 CLOSE_BOUND_S = 5.0  # a connection behind a half-open proxy must not hold up the exit
@@ -108,9 +108,11 @@ async def work() -> None:
     concurrency = int(p.CONFIG.get("concurrency", 1))
 
     @asynccontextmanager
-    async def queue_manager() -> AsyncIterator[QueueManager]:
+    async def queue_manager() -> AsyncIterator[QueueManager | PgQueuer]:
         async with connect() as conn:
-            manager = QueueManager(Queries(AsyncpgDriver(conn)))
+            every = p.periodic_every_s()
+            # With a periodic job: PgQueuer, pgqueuer's QueueManager and SchedulerManager on one connection.
+            manager = PgQueuer(AsyncpgDriver(conn)) if every else QueueManager(Queries(AsyncpgDriver(conn)))
 
             @manager.entrypoint(p.CONFIG["queue"], on_failure="hold", concurrency_limit=1 if concurrency == 1 else 0)
             async def run(job: Job) -> None:
@@ -121,6 +123,14 @@ async def work() -> None:
                 if attempt < int(message.get("max_attempts") or 1):
                     raise RetryRequested(delay=timedelta(seconds=attempt), reason="fails by script")
                 raise p.JobFailed(f"attempt {attempt} fails by script; no attempts left")
+
+            if every and isinstance(manager, PgQueuer):
+                # Every worker's scheduler polls pgqueuer_schedules; FOR UPDATE SKIP LOCKED and the
+                # next_run it sets in the same statement let one take each tick. The function runs in
+                # the scheduler (no queued job); the Schedule names no tick: the grid's, at its start.
+                @manager.schedule(f"{p.CONFIG['queue']}_periodic", p.croniter_expression(every))
+                async def tick(schedule: Schedule) -> None:
+                    await p.execute_async(history, p.periodic_body(p.grid_tick(every)), 1, str(schedule.id))
 
             yield manager
 

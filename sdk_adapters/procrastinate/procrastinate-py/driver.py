@@ -22,7 +22,7 @@ from psycopg import AsyncConnection
 # (batch_key); a spec with a dedupe key goes alone, as a taken lock fails the whole batch.
 CAPABILITIES = [
     "priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue", "batch_enqueue",
-    "crash_recovery", "listen_notify", "worker",
+    "crash_recovery", "listen_notify", "periodic", "worker", "upgrade",
 ]  # fmt: skip
 TASK = "gauntlet"
 
@@ -49,6 +49,15 @@ def make_app(pool_size: int) -> tuple[App, p.History]:
         job = context.job
         if not await p.execute_async(history, body, job.attempts + 1, str(job.id)):
             raise p.JobFailed(f"attempt {job.attempts + 1} fails by script")
+
+    if every := p.periodic_every_s():
+        # Every worker's periodic deferrer defers each tick; procrastinate_periodic_defers keeps
+        # one job per (task, periodic_id, timestamp), and the job's `timestamp` names its tick.
+        @app.periodic(cron=p.croniter_expression(every), periodic_id=TASK, queue=p.CONFIG["queue"])
+        @app.task(name=f"{TASK}_periodic", pass_context=True)
+        async def tick(context: Any, timestamp: int) -> None:
+            job = context.job
+            await p.execute_async(history, p.periodic_body(timestamp), job.attempts + 1, str(job.id))
 
     return app, history
 

@@ -25,7 +25,7 @@ var cfg = protocol.LoadConfig()
 // batch_enqueue: InsertMany / InsertManyTx (client.go:1978, :2013), InsertOpts per job, each
 // job's own JobInsertResult (a unique skip refuses that spec alone).
 var capabilities = []string{"priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
-	"batch_enqueue", "visibility_timeout", "crash_recovery", "listen_notify", "worker"}
+	"batch_enqueue", "visibility_timeout", "crash_recovery", "listen_notify", "periodic", "worker", "upgrade"}
 
 // gauntletArgs is the protocol's body; a dedupe key rides beside it, the only field River's
 // unique-by-args looks at (tagged river:"unique").
@@ -46,6 +46,33 @@ func (w *gauntletWorker) Work(ctx context.Context, job *river.Job[gauntletArgs])
 		return fmt.Errorf("attempt %d fails by script", job.Attempt)
 	}
 	return nil
+}
+
+// periodicArgs is the protocol's periodic job: River inserts one per tick (from the elected
+// leader only), with the tick as its ScheduledAt (internal/maintenance/periodic_job_enqueuer.go:619-621).
+type periodicArgs struct{}
+
+func (periodicArgs) Kind() string { return "gauntlet_periodic" }
+
+type periodicWorker struct {
+	river.WorkerDefaults[periodicArgs]
+	history *protocol.History
+}
+
+func (w *periodicWorker) Work(ctx context.Context, job *river.Job[periodicArgs]) error {
+	protocol.ExecutePeriodic(w.history, job.ScheduledAt, job.Attempt, strconv.FormatInt(job.ID, 10))
+	return nil
+}
+
+// periodicJobs is the config's periodic job on the grid of its period, as a PeriodicSchedule.
+func periodicJobs() []*river.PeriodicJob {
+	if cfg.Periodic.EveryS <= 0 {
+		return nil
+	}
+	every := protocol.GridSchedule{Every: time.Duration(cfg.Periodic.EveryS) * time.Second}
+	return []*river.PeriodicJob{river.NewPeriodicJob(every, func() (river.JobArgs, *river.InsertOpts) {
+		return periodicArgs{}, &river.InsertOpts{Queue: cfg.Queue}
+	}, nil)}
 }
 
 // linearRetry replaces River's attempt^4 backoff (16 s before a third attempt) with 1 s per attempt.
@@ -176,7 +203,9 @@ func work() error {
 	}
 	defer db.Close()
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &gauntletWorker{history: protocol.OpenHistory(cfg)})
+	history := protocol.OpenHistory(cfg)
+	river.AddWorker(workers, &gauntletWorker{history: history})
+	river.AddWorker(workers, &periodicWorker{history: history})
 	vt := time.Duration(cfg.VisibilityTimeoutS * float64(time.Second))
 	poll := time.Duration(cfg.PollIntervalMS) * time.Millisecond
 	rc, err := client(db, &river.Config{
@@ -189,6 +218,7 @@ func work() error {
 		JobTimeout:           vt,
 		RescueStuckJobsAfter: vt,
 		RetryPolicy:          linearRetry{},
+		PeriodicJobs:         periodicJobs(),
 		// Behind PgBouncer: no LISTEN, River's documented mode for transaction pooling (client.go:340-353).
 		PollOnly: cfg.Pooler != "",
 	})

@@ -31,6 +31,27 @@ pub struct Config {
     /// settings its SDK documents for poolers); absent: direct.
     #[serde(default)]
     pub pooler: Option<String>,
+    /// A work config's one periodic job: its period; ticks are the multiples of it in Unix time.
+    #[serde(default)]
+    pub periodic: Option<Periodic>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub struct Periodic {
+    pub every_s: u64,
+}
+
+/// The period as a five-field crontab time (whole minutes; crontab has no seconds).
+pub fn cron_minutes(every_s: u64) -> String {
+    match every_s / 60 {
+        1 => "* * * * *".into(),
+        n => format!("*/{n} * * * *"),
+    }
+}
+
+/// The body an execution of the periodic job runs as: the id names its tick (Unix seconds).
+pub fn periodic_body(tick: i64) -> Value {
+    json!({"gauntlet": {"id": format!("periodic-{tick}")}})
 }
 
 fn one() -> usize { 1 }

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 // batch_enqueue: WorkerUtils::add_raw_jobs (graphile_worker_utils schedule.rs:139), and on the
 // caller's transaction WorkerUtilsWithExecutor::add_raw_jobs (executor.rs:107); a JobSpec per job.
-const CAPABILITIES: [&str; 12] = ["priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
-                                  "batch_enqueue", "visibility_timeout", "crash_recovery", "listen_notify", "worker"];
+const CAPABILITIES: [&str; 13] = ["priority", "fifo", "retries", "dead_letter", "delay", "dedupe", "tx_enqueue",
+                                  "batch_enqueue", "visibility_timeout", "crash_recovery", "listen_notify", "periodic",
+                                  "worker"];
 const SCHEMA: &str = "graphile_worker";
 
 static HISTORY: OnceLock<p::History> = OnceLock::new();
@@ -35,6 +36,23 @@ impl TaskHandler for Gauntlet {
         } else {
             Err(format!("attempt {attempt} fails by script"))
         }
+    }
+}
+
+/// The periodic job: every worker's cron runner claims each tick in _private_known_crontabs
+/// and adds one job for it, whose payload names the tick (`_cron.ts`, RFC 3339).
+#[derive(Serialize, Deserialize)]
+struct GauntletPeriodic(Value);
+
+impl TaskHandler for GauntletPeriodic {
+    const IDENTIFIER: &'static str = "gauntlet_periodic";
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let job = ctx.job();
+        let ts = self.0.pointer("/_cron/ts").and_then(Value::as_str).unwrap_or_default();
+        let tick = chrono::DateTime::parse_from_rfc3339(ts).map_err(|e| format!("_cron.ts {ts:?}: {e}"))?;
+        p::execute(HISTORY.get().expect("history"), &p::periodic_body(tick.timestamp()), *job.attempts() as i64, &job.id().to_string()).await;
+        Ok::<(), String>(())
     }
 }
 
@@ -121,15 +139,23 @@ async fn work(cfg: &p::Config) -> Result<(), String> {
         .concurrency(cfg.concurrency.max(1))
         .poll_interval(Duration::from_millis(cfg.poll_interval_ms))
         .define_job::<Gauntlet>()
+        .define_job::<GauntletPeriodic>()
         .worker_recovery(WorkerRecoveryConfig { enabled: true, ..recovery })
         .listen_os_shutdown_signals(false)
         .shutdown_signal(async move {
             term.recv().await;
         })
-        .shutdown_grace_period(Duration::from_secs(30)) // SIGTERM: jobs in flight finish
-        .init()
-        .await
-        .map_err(|e| e.to_string())?;
+        .shutdown_grace_period(Duration::from_secs(30)); // SIGTERM: jobs in flight finish
+    let worker = match &cfg.periodic {
+        Some(periodic) => {
+            // A payload object: the crate adds `_cron` only to one (crontab_runner src/sql/job.rs:49).
+            let id = GauntletPeriodic::IDENTIFIER;
+            let line = format!("{} {id} ?id={id} {{}}", p::cron_minutes(periodic.every_s));
+            worker.with_cron(line.as_str()).map_err(|e| e.to_string())?
+        }
+        None => worker,
+    };
+    let worker = worker.init().await.map_err(|e| e.to_string())?;
     let ran = worker.run().await.map_err(|e| e.to_string());
     db.close().await;
     ran
