@@ -187,7 +187,7 @@ def page(
             "<h2>Timeline</h2><div class=sub>Completions per second and enqueue→start latency; each fault window "
             "shaded and numbered, its heal dashed, the recovery (first success after the last heal) solid."
             f" {kept['enqueued']} enqueued, {kept['executions']} executions.</div>"
-            f"<div class=plot>{plots.timeline(kept, recovered)}</div>"
+            f"<div class=plot>{plots.drawn(plots.timeline, kept, recovered)}</div>"
         )
     if kept:
         parts.append(_witnesses_html(kept))

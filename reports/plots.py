@@ -3,8 +3,11 @@ every page stays self-contained: a cell's timeline from its evidence, the bench'
 
 from __future__ import annotations
 
+import html
 import io
+import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib
@@ -95,8 +98,29 @@ def timeline(evidence: dict[str, Any], recovery_s: float | None) -> str:
     return svg(figure, tight=False)
 
 
+def drawn(plot: Callable[..., str], *args: Any) -> str:
+    """The plot, or a line saying why it could not be drawn: figures a plot did not expect
+    (an empty or malformed evidence or bench file) cost that picture, never the report."""
+    try:
+        return plot(*args)
+    except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError) as exc:
+        plt.close("all")
+        return f"<div class=sub>not drawn: {html.escape(f'{type(exc).__name__}: {exc}')}</div>"
+
+
 def _median(figure: Any) -> float | None:
     return figure.get("median") if isinstance(figure, dict) else None
+
+
+def _log_if_positive(axis: Any, label: str) -> None:
+    """A log y axis where the data has a positive value (figures span orders of magnitude); a
+    linear one otherwise (a tiny or failed bench), which matplotlib can always draw."""
+    data = [y for line in axis.get_lines() for y in line.get_ydata()]
+    data += [patch.get_height() for patch in axis.patches]
+    if any(math.isfinite(y) and y > 0 for y in data):
+        axis.set_yscale("log")
+        label += " (log)"
+    axis.set_ylabel(label)
 
 
 def bench_throughput(bench: dict[str, Any]) -> str:
@@ -112,9 +136,8 @@ def bench_throughput(bench: dict[str, Any]) -> str:
             axis.plot(levels, [float("nan") if v is None else v for v in values], marker="o", label=name)
     axis.set_xscale("log", base=2)
     axis.set_xticks(levels, [str(c) for c in levels])
-    axis.set_yscale("log")
+    _log_if_positive(axis, "jobs processed / s")
     axis.set_xlabel("worker concurrency")
-    axis.set_ylabel("jobs processed / s (log)")
     axis.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     axis.grid(True, which="major", alpha=0.3)
     figure.tight_layout()
@@ -130,8 +153,7 @@ def bench_latency(bench: dict[str, Any]) -> str:
         values = [bench["sdks"][n]["latency"].get(key) or float("nan") for n in names]
         axis.bar([i + (k - 1) * step for i in range(len(names))], values, step, label=key[:3], color=colour)
     axis.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    axis.set_yscale("log")
-    axis.set_ylabel("latency (ms, log)")
+    _log_if_positive(axis, "latency (ms)")
     axis.legend(frameon=False, ncols=3)
     axis.grid(True, axis="y", alpha=0.3)
     figure.tight_layout()

@@ -31,6 +31,7 @@ CONTRACT = (  # what the dashboard shows of a contract, each part beside its sou
     ("connections outside the pool", "pool_extra_connections", "pool_source"),
     ("delay granularity (s)", "delay_granularity_s", "delay_source"),
     ("a job longer than its lease", "long_job", "long_job_source"),
+    ("periodic jobs", "periodic", "periodic_source"),
 )
 Line = tuple[dict[str, Any], str, str]  # a table line: the row, a topology, its group's heading
 
@@ -362,6 +363,7 @@ def _contracts_html(systems: list[dict[str, Any]]) -> str:
         rows = "".join(
             f"<tr><td>{_e(label)}</td><td>{_e(contract[key])}</td><td>{_e(contract[source])}</td></tr>"
             for label, key, source in CONTRACT
+            if contract.get(key) not in (None, "")  # a part the system does not have (no periodic jobs)
         )
         bound = f"{contract['recovery_interval_s']}s" + (
             " after the lease" if contract["recovery_follows_lease"] else ""
@@ -588,10 +590,12 @@ def bench_html(bench: dict[str, Any]) -> str:
         f"with and without the history at c={settings.get('cost_at', '?')}, in % of the run without; for "
         "Python drivers also the measured cost of one history line and so its share of a job's time "
         "(2 lines per job at the measured jobs/s).</p>"
-        f"<h3>Processing throughput against concurrency</h3><div class=plot>{plots.bench_throughput(bench)}</div>"
+        "<h3>Processing throughput against concurrency</h3>"
+        f"<div class=plot>{plots.drawn(plots.bench_throughput, bench)}</div>"
         f"{unplotted}"
-        f"<h3>Enqueue → start latency</h3><div class=plot>{plots.bench_latency(bench)}</div>"
-        f"<h3>The harness's own cost: recording on vs off</h3><div class=plot>{plots.bench_cost(bench)}</div>"
+        f"<h3>Enqueue → start latency</h3><div class=plot>{plots.drawn(plots.bench_latency, bench)}</div>"
+        "<h3>The harness's own cost: recording on vs off</h3>"
+        f"<div class=plot>{plots.drawn(plots.bench_cost, bench)}</div>"
         f"<table class=bench><thead><tr><th>SDK</th><th>enqueue/s</th>{head}<th>latency p50 / p99 ms</th>"
         f"<th>recording cost %</th></tr></thead><tbody>{''.join(lines)}</tbody></table>"
     )

@@ -16,7 +16,7 @@ import pytest
 from gauntlet import evidence, paths
 from gauntlet.checker import Enqueued, History, check
 from gauntlet.ids import SessionId, file_safe
-from reports import build, scenarios
+from reports import build, plots, scenarios
 from tests.test_report import case_xml, finding, junit_file, write_adapters
 
 T0 = 1_800_000_000.0
@@ -223,3 +223,11 @@ def test_every_scenario_has_a_title() -> None:
         titles, docs = scenarios._catalog(paths.ROOT / suite)
         assert set(docs) - set(titles) == set(), f"{suite}/titles.toml lacks them"
         assert set(titles) - set(docs) - {t for t in titles if "[" in t} == set(), "titles of no scenario"
+
+
+def test_a_plot_that_cannot_be_drawn_costs_that_picture_not_the_report() -> None:
+    """A bench without positive figures still draws (a linear axis); a malformed one says why
+    it was not drawn."""
+    empty = {"settings": {"concurrency": [1, 2]}, "limit": {}, "sdks": {"x": {"process": {"1": None}}}}
+    assert plots.drawn(plots.bench_throughput, empty).startswith("<svg")
+    assert "not drawn: KeyError" in plots.drawn(plots.bench_throughput, {"settings": {}})
