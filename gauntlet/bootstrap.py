@@ -391,10 +391,33 @@ def _go_source(sdk: catalog.Sdk, source: Path) -> tuple[str, dict[str, str]]:
     return _git_version(source), {"GOFLAGS": "-mod=mod"}
 
 
+def _node_source(sdk: catalog.Sdk, source: Path) -> tuple[str, dict[str, str]]:
+    """The checkout must be a package the driver depends on (by its package.json name); it is
+    installed over the pinned one once the build's `npm ci` is done (_node_install)."""
+    try:
+        package = json.loads((source / "package.json").read_text())
+        wanted = json.loads((sdk.folder / "package.json").read_text()).get("dependencies", {})
+    except (OSError, ValueError) as exc:
+        raise BootstrapError(f"{source}: not an npm package ({exc})") from exc
+    if package.get("name") not in wanted:
+        raise BootstrapError(f"{source} is npm package {package.get('name')!r}; {sdk.name} depends on {sorted(wanted)}")
+    return str(package.get("version", "unknown")), {}
+
+
+def _node_install(sdk: catalog.Sdk, source: Path, build: list[str]) -> None:
+    """npm installs the checkout as a copy with its own dependencies (--install-links, not a
+    symlink), without touching the copy's package.json or lock file."""
+    npm = [str(paths.NODE22), str(paths.NPM_CLI)] if "{node22}" in build else ["npm"]
+    _run([*npm, "install", "--no-save", "--install-links", "--no-audit", "--no-fund", str(source)], cwd=sdk.folder)
+
+
 LOCAL_SOURCES: dict[str, Callable[[catalog.Sdk, Path], tuple[str, dict[str, str]]]] = {
     "python": _python_source,
     "go": _go_source,
+    "node": _node_source,
 }
+# Languages whose local source goes in after the SDK's own build (which installs the pins).
+AFTER_BUILD: dict[str, Callable[[catalog.Sdk, Path, list[str]], None]] = {"node": _node_install}
 
 
 def _local_build(build: Build) -> bool:
@@ -443,6 +466,12 @@ def _local_build(build: Build) -> bool:
         if "{node22}" in build.argv:
             env["PATH"] = f"{paths.NODE22.parent}:{env['PATH']}"
         if subprocess.run(catalog.expand(build.argv, sdk.folder), cwd=sdk.folder, env=env).returncode != 0:
+            return False
+    if sdk.language in AFTER_BUILD:
+        try:
+            AFTER_BUILD[sdk.language](sdk, sdk.source, list(build.argv))
+        except BootstrapError as exc:
+            _say(f"{sdk.name} from {sdk.source}: {exc}")
             return False
     made = {"sdk": sdk.name, "source": str(sdk.source), "version": version, "pinned": sdk.version, "digest": digest}
     record.write_text(json.dumps(made, indent=2) + "\n")

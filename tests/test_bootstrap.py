@@ -152,6 +152,17 @@ def test_a_language_without_local_builds_is_a_clear_error(monkeypatch: pytest.Mo
     assert not (tmp_path / "builds").exists()
 
 
+def test_a_node_source_must_be_the_package_the_driver_depends_on(tmp_path: Path) -> None:
+    """The checkout goes in over the pinned package by its package.json name: another package
+    (a wrong path, a monorepo's root) is refused with what the driver depends on."""
+    sdk = catalog.load().sdk("pgmq-js")
+    (tmp_path / "package.json").write_text('{"name": "left-pad", "version": "1.3.0"}')
+    with pytest.raises(bootstrap.BootstrapError, match=r"npm package 'left-pad'; pgmq-js depends on \['pgmq-js'\]"):
+        bootstrap._node_source(sdk, tmp_path)
+    (tmp_path / "package.json").write_text('{"name": "pgmq-js", "version": "1.3.2-dev"}')
+    assert bootstrap._node_source(sdk, tmp_path) == ("1.3.2-dev", {})
+
+
 # --- GAUNTLET_SDK_SOURCE_<NAME>: a driver built against a local checkout of the SDK's source ---
 
 # An in-tree PEP 517 backend (pyproject's backend-path): the fixture's build needs no registry.
