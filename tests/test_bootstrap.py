@@ -52,7 +52,9 @@ def _builds(selection: bootstrap.Selection) -> dict[str, tuple[str, ...]]:
 def test_a_python_sdk_builds_no_rust_and_no_other_driver() -> None:
     planned = _builds(bootstrap.for_sdks(["pgmq-py"]))
     assert not any(argv[:1] == ("cargo",) for argv in planned.values()), planned
-    assert not [s for s in planned if s.startswith("sdk-")], planned  # a Python SDK's pins are in the venv
+    # A Python SDK's one build is its own virtualenv, from its lock alone.
+    assert [s for s in planned if s.startswith("sdk-")] == ["sdk-pgmq-py"], planned
+    assert planned["sdk-pgmq-py"][:2] == ("sh", "../../_shared/python/venv.sh"), planned
     assert not {"cargo", "npm", "{node22}"} & bootstrap.toolchains(bootstrap.for_sdks(["pgmq-py"]))
     names = [name for name, _ in bootstrap.steps(bootstrap.for_sdks(["pgmq-py"]))]
     assert "node 22 runtime" not in names  # only when a selected build or driver needs it
@@ -109,7 +111,8 @@ def test_a_second_run_for_one_sdk_touches_no_registry(monkeypatch: pytest.Monkey
         monkeypatch.setattr(subprocess, "run", spy)
         assert bootstrap.main(["--sdk", "pgmq-py"]) == 0
         commands = {argv[0] for argv in calls}
-        assert commands <= {"dpkg-query", "git", str(paths.VENV_PYTHON)}, sorted(commands)  # the driver's `info`
+        driver = catalog.expand(catalog.load().sdk("pgmq-py").driver, catalog.load().sdk("pgmq-py").folder)[0]
+        assert commands <= {"dpkg-query", "git", driver}, sorted(commands)  # the driver's `info`
         assert json.loads(selection.read_text())["sdks"] == ["pgmq-py"]
     finally:  # the machine's own record stays as it was
         selection.unlink(missing_ok=True)
@@ -123,7 +126,7 @@ def test_an_insert_only_sdk_brings_its_worker(monkeypatch: pytest.MonkeyPatch, t
     built: list[str] = []
     monkeypatch.setattr(bootstrap, "_build", lambda stamp, *args: built.append(stamp) or True)
     bootstrap.builds(bootstrap.for_sdks(["river-py"]))
-    assert [s for s in built if not s.endswith("-previous")] == ["installer-river", "sdk-river-go"]
+    assert [s for s in built if not s.endswith("-previous")] == ["installer-river", "sdk-river-py", "sdk-river-go"]
     assert json.loads((tmp_path / bootstrap.SELECTION).read_text())["sdks"] == ["river-go", "river-py"]
     assert bootstrap.left_out("river-go") is None
     assert "pgmq-rs's driver is not built on this machine" in (bootstrap.left_out("pgmq-rs") or "")

@@ -160,7 +160,7 @@ def test_the_queue_starts_with_the_longest_sessions(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("cores", "memory", "jobs"), [(2, 24 * GIB, 4), (1, 24 * GIB, 2), (16, 6 * GIB, 6), (2, GIB // 2, 1)]
+    ("cores", "memory", "jobs"), [(2, 24 * GIB, 6), (1, 24 * GIB, 3), (16, 6 * GIB, 6), (2, GIB // 2, 1)]
 )
 def test_default_jobs_from_cores_and_memory(cores: int, memory: int, jobs: int) -> None:
     assert pipeline.default_jobs(cores, memory) == jobs
