@@ -50,6 +50,7 @@ class Workload:
         self._growing = GrowingFile(self.history_path)
         self._serial = 0
         self.stats_problems: list[str] = []  # readings that disagreed with the history (compare_stats)
+        self.refusals: list[str] = []  # the SDK's errors for specs it did not acknowledge
         self.judged: tuple[Report, str | None] | None = None  # the last report and its order, for the evidence
 
     def specs(self, count: int, **behaviour: Any) -> list[dict[str, Any]]:
@@ -70,6 +71,7 @@ class Workload:
         sent_at = time.time()
         result = (driver or self.driver).enqueue(specs, transaction=transaction)
         acked_at = {a.id: a.at for a in result.acks if a.ok and a.id is not None}
+        self.refusals += [f"{a.id}: {a.error}" for a in result.acks if not a.ok]
         for spec in specs:
             self.enqueued[spec["id"]] = Enqueued(
                 spec["id"],
@@ -141,6 +143,12 @@ class Workload:
         (`redelivery`), an at-least-once contract allows duplicates and overlaps (they stay
         figures on the cell); anywhere else they fail it."""
         allowed = REDELIVERY if redelivery and self.contract.at_least_once else ()
+        # Properties over acknowledged jobs hold of none at all: a scenario whose every job the
+        # SDK refused has judged nothing, and says so instead of passing.
+        assert report.acknowledged or not self.enqueued, (
+            f"the SDK acknowledged none of the {len(self.enqueued)} jobs sent: nothing to judge"
+            + (f" (first refusal: {self.refusals[0][:300]})" if self.refusals else "")
+        )
         assert_holds(report, *(p for p in properties if p not in allowed))
 
     def wait_until_done(self, bound_s: float = 60.0, settle_s: float = 0.0, idle_s: float | None = None) -> bool:
