@@ -14,7 +14,7 @@ from gauntlet import bootstrap, paths
 USAGE = """usage: python3 -m gauntlet COMMAND [ARGS...]
 
   run [--jobs N] [--only SEL ...]
-                          the main job: every sql/e2e/chaos session, N at a time, then the
+                          the main job: every sql/e2e/pgbouncer/chaos session, N at a time, then the
                           report; SEL is a session name, a kind (e2e) or a tag (pgmq, go, pgmq-py)
   test [PYTEST ARGS]      the harness's own test suite (nox -s tests)
   bootstrap [--sdk NAME ... | --installers | --none]

@@ -418,13 +418,19 @@ def load_sdk(path: Path, system: str, contract: Contract, stats: StatsQuery) -> 
     )
 
 
+def _fields_table(path: Path, data: dict[str, Any], name: str, fields: set[str]) -> dict[str, Any]:
+    """A table whose keys are a dataclass's fields: a misspelt key is an error, not ignored."""
+    raw = _table(path, data, name)
+    unknown = set(raw) - fields
+    if unknown:
+        raise CatalogError(f"{path}: [{name}] has unknown keys {sorted(unknown)}")
+    return raw
+
+
 def _previous(path: Path, data: dict[str, Any]) -> Previous | None:
     if "previous" not in data:
         return None
-    raw = _table(path, data, "previous")
-    unknown = set(raw) - set(Previous.__dataclass_fields__)
-    if unknown:
-        raise CatalogError(f"{path}: [previous] has unknown keys {sorted(unknown)}")
+    raw = _fields_table(path, data, "previous", set(Previous.__dataclass_fields__))
     previous = Previous(
         version=_str(path, raw, "version"),
         installer=_strings(path, raw, "installer"),
@@ -441,10 +447,7 @@ def _previous(path: Path, data: dict[str, Any]) -> Previous | None:
 def _upgrade(path: Path, data: dict[str, Any], installer: Installer) -> Upgrade | None:
     if "upgrade" not in data:
         return None
-    raw = _table(path, data, "upgrade")
-    unknown = set(raw) - set(Upgrade.__dataclass_fields__)
-    if unknown:
-        raise CatalogError(f"{path}: [upgrade] has unknown keys {sorted(unknown)}")
+    raw = _fields_table(path, data, "upgrade", set(Upgrade.__dataclass_fields__))
     exits = raw.get("previous_exits")
     if exits is not None and (isinstance(exits, bool) or not isinstance(exits, int)):
         raise CatalogError(f"{path}: [upgrade] previous_exits must be an exit code")

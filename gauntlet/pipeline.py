@@ -124,7 +124,7 @@ def list_sessions() -> list[dict[str, Any]]:
 
 
 def candidates(listed: list[dict[str, Any]]) -> list[Candidate]:
-    """The sessions the main job may run: each sql/e2e/chaos session that has a target (with
+    """The sessions the main job may run: each sql/e2e/pgbouncer/chaos session that has a target (with
     no SDK at all nox lists e2e and chaos as target-less placeholders), and the report."""
     found = []
     for entry in listed:

@@ -15,8 +15,8 @@ import pytest
 from gauntlet import bootstrap, catalog, paths
 
 
-def test_second_run_touches_no_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert bootstrap.main() == 0  # make sure the machine is ready
+def _commands_run(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Every argv subprocess.run is given from now on (and still runs)."""
     calls: list[list[str]] = []
     real_run = subprocess.run
 
@@ -25,6 +25,12 @@ def test_second_run_touches_no_registry(monkeypatch: pytest.MonkeyPatch) -> None
         return real_run(argv, *args, **kwargs)
 
     monkeypatch.setattr(subprocess, "run", spy)
+    return calls
+
+
+def test_second_run_touches_no_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert bootstrap.main() == 0  # make sure the machine is ready
+    calls = _commands_run(monkeypatch)
     began = time.monotonic()
     assert bootstrap.main() == 0
     assert time.monotonic() - began < 10
@@ -101,14 +107,7 @@ def test_a_second_run_for_one_sdk_touches_no_registry(monkeypatch: pytest.Monkey
     before = selection.read_text() if selection.exists() else None
     try:
         assert bootstrap.main(["--sdk", "pgmq-py"]) == 0
-        calls: list[list[str]] = []
-        real_run = subprocess.run
-
-        def spy(argv, *args, **kwargs):  # type: ignore[no-untyped-def]
-            calls.append(list(argv))
-            return real_run(argv, *args, **kwargs)
-
-        monkeypatch.setattr(subprocess, "run", spy)
+        calls = _commands_run(monkeypatch)
         assert bootstrap.main(["--sdk", "pgmq-py"]) == 0
         commands = {argv[0] for argv in calls}
         driver = catalog.expand(catalog.load().sdk("pgmq-py").driver, catalog.load().sdk("pgmq-py").folder)[0]
