@@ -354,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
                 out["sdks"][manifest.name] = bench_sdk(harness, manifest, tmp, out["limit"], junit)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(out, indent=2))
-    print(f"bench: wrote {args.out / 'bench.json'}")
+    from reports import render  # the report's renderer draws the bench page too (one look for both)
+
+    (args.out / "bench.html").write_text(render.bench_page(out))
+    print(f"bench: wrote {args.out / 'bench.json'} and {args.out / 'bench.html'}")
     return 0
 
 

@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None, rows: RowSource = collect_rows) -> int:
     bench = json.loads(bench_path.read_text()) if bench_path.exists() else None
     html_path = args.out / "index.html"
     html_path.write_text(render.dashboard(data, dev_data, bench))
+    if bench:
+        (args.out / "bench.html").write_text(render.bench_page(bench))
     # Chromium takes its pictures while the cell pages are written (each ~15 s on a big matrix).
     with ThreadPoolExecutor(max_workers=2) as cameras:
         index_png = cameras.submit(screenshot, html_path)

@@ -516,6 +516,15 @@ def dashboard(matrix: dict[str, Any], deviations: list[dict[str, Any]], bench: d
     return "\n".join(parts)
 
 
+def bench_page(bench: dict[str, Any]) -> str:
+    """bench.html, beside bench.json: the bench's pictures and table on their own page (no
+    network, like every page here), for a bench run without a main job after it."""
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Gauntlet bench</title>"
+        f"<style>{CSS}</style></head><body><h1>Gauntlet — the bench</h1>{bench_html(bench)}</body></html>"
+    )
+
+
 def bench_html(bench: dict[str, Any]) -> str:
     """A real bench run's figures (bench.json of `nox -s bench`): when, on what, with which
     settings; per SDK its jobs/s at each concurrency with its ratio to the raw-SQL limit at

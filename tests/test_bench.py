@@ -58,6 +58,8 @@ def test_bench_writes_figures_for_an_sdk_and_the_raw_sql_limit(run: tuple[dict[s
     assert data["cluster"]["ready_s"] > 0 and data["machine"]["cpus"]
     assert {p.name for p in (out / "junit").iterdir()} == {"bench-limit.xml", *(f"bench-{s}.xml" for s in SDKS)}
     assert added == [], "the bench wrote into reports/out/"
+    page = (out / "bench.html").read_text()  # its pictures on a page of their own, no network
+    assert page.count("<svg") >= 3 and "http://" not in page and "https://" not in page
 
 
 def test_recording_cost_is_the_median_of_interleaved_pairs_for_every_sdk(
