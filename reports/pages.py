@@ -157,7 +157,9 @@ def page(
 ) -> str:
     """One cell's page; `kept` is its evidence, when the scenario left one."""
     verdict = cell["verdict"]
-    why = f"{badge(finding)}: {finding['summary']}" if finding and verdict == "known" else cell.get("message", "")
+    why = cell.get("message", "")  # what the checker said of this run; the finding is shown below
+    if finding and verdict == "known":
+        why = f"as {finding['id']} says ({finding['kind']}): " + (why or "it passed this run (an intermittent finding)")
     where = cell["sdk"] + ("" if cell["topology"] == "direct" else f" @ {cell['topology']}")
     props = cell.get("properties", {})
     parts = [
