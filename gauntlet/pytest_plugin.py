@@ -53,7 +53,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if failed is not None and not _a_known_finding(item, failed):
             retry = runtestprotocol(item, nextitem=nextitem, log=False)
             if not any(r.failed for r in retry):
-                first = str(failed.longrepr).splitlines()[-1][:300] if failed.longrepr else ""
+                first = _failure_message(failed)
                 for report in retry:
                     report.user_properties.append(("flaky", f"failed, then passed on re-run: {first}"))
             reports = retry
@@ -61,6 +61,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         item.ihook.pytest_runtest_logreport(report=report)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
+
+
+def _failure_message(report: pytest.TestReport) -> str:
+    """What the first run's assertion said (a flaky cell's reason), not its traceback's last line."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = getattr(crash, "message", None) or (str(report.longrepr).splitlines() or [""])[-1]
+    return text[:600]
 
 
 def _repeated(item: pytest.Item, nextitem: pytest.Item | None, times: int) -> list[pytest.TestReport]:

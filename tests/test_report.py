@@ -288,6 +288,7 @@ def test_counts_in_equal_counts_out_over_real_producers(tmp_path: Path, pgtap_ds
 
     cases = {(c.file, c.name): c for c in junit.load_all(inputs)}
     assert cases[("pytest-a.xml", "test_flaky")].verdict == "flaky", "a pass after a failure must be flaky"
+    assert "first run fails" in cases[("pytest-a.xml", "test_flaky")].properties["flaky"], "says how it failed"
     assert cases[("pytest-a.xml", "test_migrate_twice")].verdict == "fail", "a known finding's failure is not re-run"
     assert cases[("pytest-a.xml", "test_skip")].message == "not applicable: no priority"
     assert cases[("pytest-a.xml", "test_error")].verdict == "error"
