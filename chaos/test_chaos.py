@@ -8,6 +8,7 @@ cell; a worker that does not resume within the contract's bound after the heal f
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 
 import pytest
@@ -170,12 +171,15 @@ def test_snapshot_held_open(workload: Workload, worker_driver: Driver, database:
     free = _timed_wave(workload, bound)
     before = nemesis.dead_tuples(database)
     held = nemesis.HeldSnapshot(database)
+    applied = time.time()
     held.apply()
     try:
         pressed = _timed_wave(workload, bound)
         after = nemesis.dead_tuples(database)
     finally:
         held.heal()
+        # The held horizon is this scenario's fault window: its cell's timeline shades it.
+        workload.faults.append({**held.describe(), "applied": applied, "healed": time.time()})
     workload.stop_all()
     workload.record("jobs_per_s_free", free)
     workload.record("jobs_per_s_snapshot_held", pressed)

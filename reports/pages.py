@@ -177,12 +177,12 @@ def page(
         parts.append(f"<h2>What it judges</h2><p>{_e(row['judges'])}</p>")
     if finding:
         parts.append(_finding_html(finding))
-    if kept and kept.get("executions") and not plotted(cell, kept):
+    if kept and not plotted(cell, kept):
         parts.append(
             "<h2>Timeline</h2><div class=sub>Not drawn for a passing cell without faults (the report draws the "
             f"cells a reader has to look at): {kept['enqueued']} enqueued, {kept['executions']} executions.</div>"
         )
-    elif kept and kept.get("executions"):
+    elif kept:  # a wave that ran nothing still shows its fault windows over a flat line
         recovery = kept.get("recovery_s", props.get("recovery_s"))  # the evidence's own run first
         recovered = float(recovery) if recovery not in (None, "", "None") else None
         parts.append(
