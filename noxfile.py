@@ -29,12 +29,15 @@ SYSTEM_PARAMS = [nox.param(s.name, tags=[s.name, *(sdk.name for sdk in s.sdks)])
 GRACE = {"interrupt_timeout": 60.0, "terminate_timeout": 15.0}
 
 
-def _pytest(session: nox.Session, *args: str, junit: str | None = None) -> None:
-    argv = [sys.executable, "-m", "pytest", *args]
-    if junit:
-        paths.JUNIT.mkdir(parents=True, exist_ok=True)
-        argv.append(f"--junitxml={paths.JUNIT / junit}")
-    session.run(*argv, *session.posargs, **GRACE)  # type: ignore[arg-type]
+def _own_logs(matrix_session: SessionId) -> dict[str, str]:
+    """The environment that gives a matrix session's helpers their own log folder."""
+    return {"GAUNTLET_LOGS": str(paths.OUT / matrix_session.helper_logs)}
+
+
+def _pytest(session: nox.Session, *args: str, matrix_session: SessionId) -> None:
+    paths.JUNIT.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "pytest", *args, f"--junitxml={paths.JUNIT / str(matrix_session.junit_file)}"]
+    session.run(*argv, *session.posargs, env=_own_logs(matrix_session), **GRACE)  # type: ignore[arg-type]
 
 
 @nox.session(tags=["core"])
@@ -58,22 +61,23 @@ def lint(session: nox.Session) -> None:
 @nox.parametrize("system", SYSTEM_PARAMS)
 def sql(session: nox.Session, system: str) -> None:
     """One system's pgTAP suites, run by pg_prove, into reports/out/junit/sql-<system>.xml."""
-    session.run(sys.executable, "-m", "sql_tests.run", "--system", system, **GRACE)  # type: ignore[arg-type]
+    logs = _own_logs(SessionId("sql", system))
+    session.run(sys.executable, "-m", "sql_tests.run", "--system", system, env=logs, **GRACE)  # type: ignore[arg-type]
 
 
 @nox.session(tags=["e2e"])
 @nox.parametrize("sdk", SDK_PARAMS)
 def e2e(session: nox.Session, sdk: str) -> None:
     """The E2E scenario catalog for one SDK."""
-    _pytest(session, "e2e", f"--sdk={sdk}", "--rerun-failures", junit=SessionId("e2e", sdk).junit_file)
+    _pytest(session, "e2e", f"--sdk={sdk}", "--rerun-failures", matrix_session=SessionId("e2e", sdk))
 
 
 @nox.session(tags=["pgbouncer"])
 @nox.parametrize("sdk", SDK_PARAMS)
 def pgbouncer(session: nox.Session, sdk: str) -> None:
     """The E2E scenario catalog for one SDK through a PgBouncer in transaction mode."""
-    junit = SessionId("pgbouncer", sdk).junit_file
-    _pytest(session, "e2e", f"--sdk={sdk}", "--topology=pgbouncer", "--rerun-failures", junit=junit)
+    matrix_session = SessionId("pgbouncer", sdk)
+    _pytest(session, "e2e", f"--sdk={sdk}", "--topology=pgbouncer", "--rerun-failures", matrix_session=matrix_session)
 
 
 if any((paths.ROOT / "chaos").glob("test_*.py")):  # sessions appear with the first chaos scenario
@@ -82,7 +86,7 @@ if any((paths.ROOT / "chaos").glob("test_*.py")):  # sessions appear with the fi
     @nox.parametrize("sdk", SDK_PARAMS)
     def chaos(session: nox.Session, sdk: str) -> None:
         """The chaos catalog for one SDK, faults injected from a seeded schedule."""
-        _pytest(session, "chaos", f"--sdk={sdk}", "--rerun-failures", junit=SessionId("chaos", sdk).junit_file)
+        _pytest(session, "chaos", f"--sdk={sdk}", "--rerun-failures", matrix_session=SessionId("chaos", sdk))
 
 
 @nox.session(tags=["bench"])

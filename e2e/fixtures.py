@@ -65,6 +65,24 @@ def pooler(harness: Harness, pytestconfig: pytest.Config) -> Iterator[PgBouncer 
         bouncer.stop()
 
 
+@pytest.fixture(autouse=True)
+def pooler_stays_up(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Iterator[None]:
+    """A PgBouncer that exited during a scenario makes that cell an *error* naming the crash
+    (the pooler's, not the SDK's), and is restarted, so one crash costs one cell, not the
+    session: every later scenario would otherwise wait out its bounds against a dead port."""
+    if pytestconfig.getoption("--topology") != "pgbouncer":
+        yield
+        return
+    bouncer: PgBouncer = request.getfixturevalue("pooler")
+    if bouncer.exited():  # it died between scenarios: nobody's cell
+        bouncer.restart()
+    yield
+    crash = bouncer.exited()
+    if crash:
+        bouncer.restart()
+        pytest.fail(f"{crash}\nThe harness restarted PgBouncer for the next scenario.", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def loaded_catalog() -> Catalog:
     return catalog.load()

@@ -63,6 +63,11 @@ class SessionId:
         return f"evidence/{self.kind}-{self.target}" if self.target else f"evidence/{self.kind}"
 
     @property
+    def helper_logs(self) -> str:
+        """Where its helpers (drivers, PostgreSQL, PgBouncer) log, relative to reports/out/."""
+        return f"logs/{self.kind}-{self.target}" if self.target else f"logs/{self.kind}"
+
+    @property
     def log_stem(self) -> str:
         return f"session-{self.kind}-{self.target}" if self.target else f"session-{self.kind}"
 

@@ -8,7 +8,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Every output of a run; the harness's own test session points it at a temporary folder.
 OUT = Path(os.environ.get("GAUNTLET_OUT", ROOT / "reports" / "out"))
-LOGS = OUT / "logs"
+# Helpers' logs; each matrix session gets its own folder under it (noxfile), so sessions side by
+# side never write one file and a cell's error lines are its own session's.
+LOGS = Path(os.environ.get("GAUNTLET_LOGS") or OUT / "logs")
 JUNIT = OUT / "junit"
 VENV = ROOT / ".venv"
 VENV_PYTHON = VENV / "bin" / "python"

@@ -52,32 +52,57 @@ class PgBouncer:
     port: int = 0
     process: Helper | None = None
 
+    @property
+    def user(self) -> str | None:
+        return "postgres" if os.geteuid() == 0 else None
+
     def start(self) -> PgBouncer:
-        user = "postgres" if os.geteuid() == 0 else None
-        self.root = owned_temp_dir("gauntlet-pgbouncer-", user)
+        self.root = owned_temp_dir("gauntlet-pgbouncer-", self.user)
         up = conninfo_to_dict(self.upstream.base_dsn)
         (self.root / "users.txt").write_text(f'"{up.get("user", "postgres")}" ""\n')
         for _attempt in range(3):
             self.port = free_port()
-            settings = {
-                **SETTINGS,
-                "listen_addr": "127.0.0.1",
-                "listen_port": str(self.port),
-                "unix_socket_dir": "",
-                "auth_file": str(self.root / "users.txt"),
-                "logfile": "",
-                "pidfile": "",
-            }
-            ini = "[databases]\n"
-            ini += f"* = host={up.get('host', '127.0.0.1')} port={up.get('port', 5432)}\n"
-            ini += "[pgbouncer]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
-            config = self.root / "pgbouncer.ini"
-            config.write_text(ini)
-            self.process = self.supervisor.spawn("pgbouncer", [BINARY, str(config)], user=user)
-            if self._wait_ready():
+            if self._launch():
                 return self
+            assert self.process is not None
             self.process.kill()
         raise HelperError(f"PgBouncer did not start:\n{self.process.log_tail() if self.process else ''}")
+
+    def _launch(self) -> bool:
+        assert self.root is not None
+        up = conninfo_to_dict(self.upstream.base_dsn)
+        settings = {
+            **SETTINGS,
+            "listen_addr": "127.0.0.1",
+            "listen_port": str(self.port),
+            "unix_socket_dir": "",
+            "auth_file": str(self.root / "users.txt"),
+            "logfile": "",
+            "pidfile": "",
+        }
+        ini = "[databases]\n"
+        ini += f"* = host={up.get('host', '127.0.0.1')} port={up.get('port', 5432)}\n"
+        ini += "[pgbouncer]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+        config = self.root / "pgbouncer.ini"
+        config.write_text(ini)
+        self.process = self.supervisor.spawn("pgbouncer", [BINARY, str(config)], user=self.user)
+        return self._wait_ready()
+
+    def exited(self) -> str | None:
+        """Why the bouncer is gone (its exit status and last log lines), or None while it runs.
+        PgBouncer 1.18.0 can exit on a FATAL assertion in its cancel-request handling
+        (pgbouncer/pgbouncer#801, fixed by #846 in 1.19.1): that is the pooler's crash, not the SDK's."""
+        if self.process is None or self.process.popen.poll() is None:
+            return None
+        return f"PgBouncer exited (status {self.process.popen.returncode}); its log ends:\n{self.process.log_tail(5)}"
+
+    def restart(self) -> None:
+        """A new bouncer on the same port (the clients' DSNs stay valid), as a service manager
+        would restart it: the scenario after a crash meets a working pooler."""
+        assert self.process is not None
+        self.process.kill()  # reaps it and anything left in its group
+        if not self._launch():
+            raise HelperError(f"PgBouncer did not start again:\n{self.process.log_tail()}")
 
     def _wait_ready(self) -> bool:
         assert self.process is not None

@@ -44,6 +44,8 @@ KILL_BOUND_S = 10.0  # after SIGKILL, how long to wait for the kernel to reap
 LIST_BOUND_S = 120.0
 POLL_S = 0.25
 SESSION_MEMORY = 1 << 30  # budget per session: a cluster, pytest, its drivers, Toxiproxy
+SUMMARY_LINES = ("deviation", "dashboard:", "cells:", "merged ", "run history", "page not made")
+REPORT_TAIL = 40  # lines of a report that stopped early, printed where CI shows them
 
 Command = Callable[[SessionId], Sequence[str]]
 
@@ -467,11 +469,20 @@ def main(argv: list[str] | None = None) -> int:
         with open(ran_report.log, "rb") as log:
             log.seek(ran_report.log_offset)
             output = log.read().decode(errors="replace")
-        for line in output.splitlines():
-            if line.startswith(("deviation", "dashboard:", "cells:", "merged ", "run history")):
-                print(line)
+        print("\n".join(report_summary(output, ran_report.exit_code)))
         return ran_report.exit_code
     return 1 if failed else 0
+
+
+def report_summary(output: str, exit_code: int) -> list[str]:
+    """The report's lines worth the console: its deviations and summary; when it stopped before
+    its summary (a crash), its log's last lines too, for they say why."""
+    lines = output.splitlines()
+    out = [line for line in lines if line.startswith(SUMMARY_LINES)]
+    if exit_code != 0 and not any(line.startswith("cells:") for line in lines):
+        out.append(f"the report stopped before its summary (exit {exit_code}); the last lines of its log:")
+        out += lines[-REPORT_TAIL:]
+    return out
 
 
 if __name__ == "__main__":

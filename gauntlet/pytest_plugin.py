@@ -53,7 +53,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if failed is not None and not _a_known_finding(item, failed):
             retry = runtestprotocol(item, nextitem=nextitem, log=False)
             if not any(r.failed for r in retry):
-                first = _failure_message(failed)
+                # Every phase that failed: a teardown's error (a crashed pooler) says why the call failed.
+                first = "; ".join(_failure_message(r) for r in reports if r.failed)
                 for report in retry:
                     report.user_properties.append(("flaky", f"failed, then passed on re-run: {first}"))
             reports = retry

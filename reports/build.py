@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None, rows: RowSource = collect_rows) -> int:
     # Chromium takes its pictures while the cell pages are written (each ~15 s on a big matrix).
     with ThreadPoolExecutor(max_workers=2) as cameras:
         index_png = cameras.submit(screenshot, html_path)
-        written = pages.write_all(args.out, data)
+        written, page_problems = pages.write_all(args.out, data)
         shown = pages.showcase(data["cells"])
         cell_shot = cameras.submit(screenshot, args.out / shown["page"]) if shown else None
         png, cell_png = index_png.result(), cell_shot.result() if cell_shot else None
@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None, rows: RowSource = collect_rows) -> int:
         print(f"{changed} cells changed since the baseline")
     print(f"dashboard: {html_path}" + (f" (screenshot {png})" if png else ""))
     print(f"cell pages: {written} under {args.out / 'cells'}, {with_evidence} with their scenario's evidence")
+    for problem in page_problems:
+        print(f"page not made (a harness bug; the cell's verdict stands): {problem}")
     if cell_png:
         print(f"a chaos cell's page: {cell_png}")
     print(f"cells: {render.summary_line(render.totals(data)[2])}; {len(deviations)} deviation(s)")

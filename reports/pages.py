@@ -27,6 +27,12 @@ def _seconds(wall: float | None, t0: float) -> str:
     return "—" if wall is None else f"+{wall - t0:.3f}"
 
 
+def _planned(seconds: float | None) -> str:
+    """A seeded window's planned figure; a fault the scenario places itself (the MVCC scenario's
+    held snapshot, between its two waves) has none."""
+    return "—" if seconds is None else f"{seconds:g}"
+
+
 def _facts(rows: list[tuple[str, Any]]) -> str:
     return "<table class=facts>" + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
 
@@ -108,8 +114,8 @@ def _schedule_html(cell: dict[str, Any], kept: dict[str, Any] | None) -> str:
         lines = "".join(
             f"<tr><td class=n>{n + 1}</td><td>{_e(f.get('fault', ''))}</td>"
             f"<td class=row>{_e(', '.join(f'{k}={v}' for k, v in f.items() if k not in SCHEDULE_KEYS))}</td>"
-            f"<td class=n>{f['start_s']:g}</td><td class=n>{f['duration_s']:g}</td>"
-            f"<td class=n>{_seconds(f['applied'], t0)}</td><td class=n>{_seconds(f['healed'], t0)}</td></tr>"
+            f"<td class=n>{_planned(f.get('start_s'))}</td><td class=n>{_planned(f.get('duration_s'))}</td>"
+            f"<td class=n>{_seconds(f.get('applied'), t0)}</td><td class=n>{_seconds(f.get('healed'), t0)}</td></tr>"
             for n, f in enumerate(faults)
         )
         return (
@@ -209,9 +215,10 @@ def page(
     return "\n".join(parts)
 
 
-def write_all(out: Path, matrix: dict[str, Any]) -> int:
+def write_all(out: Path, matrix: dict[str, Any]) -> tuple[int, list[str]]:
     """Every cell's page under out/cells/ (an earlier run's pages go first), side by side in
-    PLOTTERS processes: the timelines are most of a report's time. Returns how many."""
+    PLOTTERS processes: the timelines are most of a report's time. Returns how many, and why
+    each page that could not be made was not (it says so in its place)."""
     folder = out / "cells"
     if folder.exists():
         shutil.rmtree(folder)
@@ -224,17 +231,30 @@ def write_all(out: Path, matrix: dict[str, Any]) -> int:
         for cell in matrix["cells"]
     ]
     with ProcessPoolExecutor(max_workers=PLOTTERS) as pool:
-        list(pool.map(_write, tasks, chunksize=16))
-    return len(tasks)
+        problems = [p for p in pool.map(_write, tasks, chunksize=16) if p]
+    return len(tasks), problems
 
 
 PLOTTERS = min(4, os.cpu_count() or 1)
 
 
-def _write(task: tuple[Path, dict[str, Any], dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]) -> None:
+def _write(task: tuple[Path, dict[str, Any], dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]) -> str:
+    """One page; evidence a page did not expect costs that page's content, never the report."""
     out, cell, row, sdk, finding = task
-    kept = evidence.load(out / cell["evidence"]) if cell.get("evidence") else None
-    (out / cell["page"]).write_text(page(cell, row, sdk, finding, kept))
+    try:
+        kept = evidence.load(out / cell["evidence"]) if cell.get("evidence") else None
+        text = page(cell, row, sdk, finding, kept)
+        problem = ""
+    except Exception as exc:  # any harness bug here must leave the other pages standing
+        problem = f"{cell['page']}: {type(exc).__name__}: {exc}"
+        text = (
+            f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(cell['row'])}</title></head><body>"
+            f'<a href="../index.html">← the matrix</a><h1>{_e(cell["row"])} × {_e(cell["sdk"])}</h1>'
+            f"<p>verdict: {_e(cell['verdict'])}</p><p>The report could not make this page: {_e(problem)}</p>"
+            "</body></html>"
+        )
+    (out / cell["page"]).write_text(text)
+    return problem
 
 
 def attach_evidence(out: Path, cells: list[dict[str, Any]]) -> int:

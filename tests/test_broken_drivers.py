@@ -210,7 +210,7 @@ def adapters(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_scenarios(
-    sdk: str, selection: str, adapters: Path, tmp_path: Path, folder: str = "e2e"
+    sdk: str, selection: str, adapters: Path, tmp_path: Path, folder: str = "e2e", extra: tuple[str, ...] = ()
 ) -> list[tuple[str, str, str]]:
     """(case, verdict, message) for each case of a child pytest over e2e/ (or chaos/)."""
     junit = tmp_path / f"{sdk}.xml"
@@ -234,6 +234,7 @@ def run_scenarios(
             "no:cacheprovider",
             f"--junitxml={junit}",
             "-q",
+            *extra,
         ],
         cwd=paths.ROOT,
         env=env,
@@ -292,3 +293,13 @@ def test_the_honest_driver_passes_the_same_scenarios(folder: str, tmp_path: Path
     }  # fmt: skip
     wrong = [(c[0], c[1], c[2][:300]) for c in cases if c[1] not in ("pass", "n/a")]
     assert not wrong, wrong
+
+
+def test_a_pooler_that_crashes_mid_scenario_costs_that_cell_only(tmp_path: Path) -> None:
+    """PgBouncer killed as the first scenario starts: that cell is an *error* naming the crash,
+    and the next scenario meets a restarted bouncer and passes."""
+    crash = ("--topology=pgbouncer", "-p", "tests.helpers.crash_pooler")
+    cases = run_scenarios("pgmq-py", "test_basic_wave or test_fifo_ordering", paths.ADAPTERS, tmp_path, extra=crash)
+    shown = [(c[0], c[1], c[2][:300]) for c in cases]
+    assert [c[1] for c in cases] == ["error", "pass"], shown
+    assert "PgBouncer exited (status -9)" in cases[0][2] and "restarted PgBouncer" in cases[0][2], shown

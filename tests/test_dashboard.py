@@ -16,7 +16,7 @@ import pytest
 from gauntlet import evidence, paths
 from gauntlet.checker import Enqueued, History, check
 from gauntlet.ids import SessionId, file_safe
-from reports import build, plots, scenarios
+from reports import build, pages, plots, scenarios
 from tests.test_report import case_xml, finding, junit_file, write_adapters
 
 T0 = 1_800_000_000.0
@@ -231,3 +231,24 @@ def test_a_plot_that_cannot_be_drawn_costs_that_picture_not_the_report() -> None
     empty = {"settings": {"concurrency": [1, 2]}, "limit": {}, "sdks": {"x": {"process": {"1": None}}}}
     assert plots.drawn(plots.bench_throughput, empty).startswith("<svg")
     assert "not drawn: KeyError" in plots.drawn(plots.bench_throughput, {"settings": {}})
+
+
+def test_a_fault_the_scenario_places_itself_is_shown_without_a_plan() -> None:
+    """The MVCC scenario's held snapshot has no seeded window (no start_s, no duration_s)."""
+    held = {"fault": "held_snapshot", "held": 2, "terminated": 0, "applied": T0 + 1.0, "healed": T0 + 3.0}
+    history = wave_history()
+    kept = evidence.build({}, "x", SEED, history, check(history), None, [held], [])
+    cell = {"row": "chaos/test_snapshot_held_open", "sdk": "pgmq-py", "topology": "toxiproxy", "verdict": "pass",
+            "suite": "chaos", "page": "cells/x.html"}  # fmt: skip
+    page = pages.page(cell, {"title": "a held snapshot"}, None, None, kept)
+    assert "held_snapshot" in page and "<td class=n>—</td>" in page and "<svg" in page
+
+
+def test_a_page_that_cannot_be_made_says_why_in_its_place(tmp_path: Path) -> None:
+    """A harness bug on one page (here a row without its title) costs that page, never the report."""
+    (tmp_path / "cells").mkdir()
+    cell = {"row": "e2e/x", "sdk": "pgmq-py", "verdict": "fail", "page": "cells/x.html"}
+    problem = pages._write((tmp_path, cell, {}, None, None))
+    assert problem.startswith("cells/x.html: KeyError")
+    text = (tmp_path / "cells" / "x.html").read_text()
+    assert "could not make this page" in text and "the matrix" in text and "fail" in text

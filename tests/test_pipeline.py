@@ -241,3 +241,13 @@ def test_a_session_past_its_bound_is_stopped(tmp_path: Path) -> None:
     finally:
         supervisor.close()
     assert result.stopped == "bound" and result.exit_code != 0 and result.wall_s < 5
+
+
+def test_a_report_that_stops_before_its_summary_shows_why() -> None:
+    finished = "merged 3 test cases\ndeviation (regression): e2e/x × a is fail — boom\ncells: 2 pass; 1 deviation(s)\n"
+    assert pipeline.report_summary(finished, 1) == finished.splitlines()[:3]
+    crashed = "merged 3 test cases\nrun history: recorded 3 cells\nTraceback (most recent call last):\nOSError: x\n"
+    shown = pipeline.report_summary(crashed, 1)
+    assert shown[:2] == ["merged 3 test cases", "run history: recorded 3 cells"]
+    assert "stopped before its summary (exit 1)" in shown[2] and shown[-1] == "OSError: x"
+    assert pipeline.report_summary("merged 3 test cases\n", 0) == ["merged 3 test cases"]
