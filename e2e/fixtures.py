@@ -65,22 +65,49 @@ def pooler(harness: Harness, pytestconfig: pytest.Config) -> Iterator[PgBouncer 
         bouncer.stop()
 
 
+RUNNING_POOLER = pytest.StashKey[PgBouncer]()
+
+
 @pytest.fixture(autouse=True)
 def pooler_stays_up(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Iterator[None]:
-    """A PgBouncer that exited during a scenario makes that cell an *error* naming the crash
-    (the pooler's, not the SDK's), and is restarted, so one crash costs one cell, not the
-    session: every later scenario would otherwise wait out its bounds against a dead port."""
+    """A PgBouncer that exited is restarted before the next scenario, so one crash costs one
+    cell (pytest_runtest_makereport makes it an *error*), not the session: every later scenario
+    would otherwise wait out its bounds against a dead port."""
     if pytestconfig.getoption("--topology") != "pgbouncer":
         yield
         return
     bouncer: PgBouncer = request.getfixturevalue("pooler")
-    if bouncer.exited():  # it died between scenarios: nobody's cell
+    if bouncer.exited():
         bouncer.restart()
+    request.node.stash[RUNNING_POOLER] = bouncer
+    kept = [p for p in request.node.user_properties if p[0] != HARNESS_ERROR]  # a re-run starts clean
+    request.node.user_properties[:] = kept
     yield
-    crash = bouncer.exited()
-    if crash:
+    if bouncer.exited():
         bouncer.restart()
-        pytest.fail(f"{crash}\nThe harness restarted PgBouncer for the next scenario.", pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A scenario during which the PgBouncer exited judged nothing about the SDK: its case is
+    an *error* (property `harness_error`) that names the crash, whatever the scenario said."""
+    outcome = yield
+    bouncer = item.stash.get(RUNNING_POOLER, None)
+    crash = bouncer.exited() if bouncer is not None and call.when == "call" else None
+    if crash:
+        report: pytest.TestReport = outcome.get_result()
+        said = getattr(getattr(report.longrepr, "reprcrash", None), "message", "") or "nothing (it passed)"
+        report.outcome = "failed"
+        report.longrepr = f"{POOLER_CRASHED}.\nThe scenario said: {said[:600]}\n{crash}"
+        for holder in (report.user_properties, item.user_properties):  # JUnit takes the item's
+            holder.append((HARNESS_ERROR, POOLER_CRASHED))
+
+
+HARNESS_ERROR = "harness_error"  # the property reports/junit.py reads as an error
+POOLER_CRASHED = (
+    "PgBouncer exited during this scenario: the pooler's crash, not the SDK's, so the cell judged nothing;"
+    " the harness restarted PgBouncer for the next scenario"
+)
 
 
 @pytest.fixture(scope="session")

@@ -53,8 +53,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if failed is not None and not _a_known_finding(item, failed):
             retry = runtestprotocol(item, nextitem=nextitem, log=False)
             if not any(r.failed for r in retry):
-                # Every phase that failed: a teardown's error (a crashed pooler) says why the call failed.
-                first = "; ".join(_failure_message(r) for r in reports if r.failed)
+                first = _failure_message(failed)
                 for report in retry:
                     report.user_properties.append(("flaky", f"failed, then passed on re-run: {first}"))
             reports = retry
@@ -67,7 +66,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def _failure_message(report: pytest.TestReport) -> str:
     """What the first run's assertion said (a flaky cell's reason), not its traceback's last line."""
     crash = getattr(report.longrepr, "reprcrash", None)
-    text = getattr(crash, "message", None) or (str(report.longrepr).splitlines() or [""])[-1]
+    text = getattr(crash, "message", None) or str(report.longrepr)
     return text[:600]
 
 
@@ -129,7 +128,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         or (report.when == "teardown" and report.failed)
     ):
         verdict = VERDICTS[report.outcome]
-        if report.when != "call" and report.failed:
+        if report.failed and (report.when != "call" or "harness_error" in dict(report.user_properties)):
             verdict = "error"
         events.emit(
             "case_end",

@@ -25,7 +25,9 @@ from typing import Any
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
+from e2e.fixtures import POOLER_CRASHED
 from gauntlet import catalog, paths
+from reports import junit
 
 FLAWED = paths.ROOT / "tests" / "broken_drivers" / "flawed.py"
 PGMQ = paths.ADAPTERS / "pgmq"
@@ -296,10 +298,12 @@ def test_the_honest_driver_passes_the_same_scenarios(folder: str, tmp_path: Path
 
 
 def test_a_pooler_that_crashes_mid_scenario_costs_that_cell_only(tmp_path: Path) -> None:
-    """PgBouncer killed as the first scenario starts: that cell is an *error* naming the crash,
-    and the next scenario meets a restarted bouncer and passes."""
+    """PgBouncer killed as the first scenario starts: that cell is an *error* naming the crash
+    (as the report reads its JUnit), and the next scenario meets a restarted bouncer and passes."""
     crash = ("--topology=pgbouncer", "-p", "tests.helpers.crash_pooler")
-    cases = run_scenarios("pgmq-py", "test_basic_wave or test_fifo_ordering", paths.ADAPTERS, tmp_path, extra=crash)
-    shown = [(c[0], c[1], c[2][:300]) for c in cases]
-    assert [c[1] for c in cases] == ["error", "pass"], shown
-    assert "PgBouncer exited (status -9)" in cases[0][2] and "restarted PgBouncer" in cases[0][2], shown
+    run_scenarios("pgmq-py", "test_basic_wave or test_fifo_ordering", paths.ADAPTERS, tmp_path, extra=crash)
+    cases = {c.name: c for c in junit.load_all(tmp_path)}
+    shown = {name: (c.verdict, c.message[:300]) for name, c in cases.items()}
+    assert [(n, c.verdict) for n, c in cases.items()] == [("test_basic_wave", "error"), ("test_fifo_ordering", "pass")]
+    said = cases["test_basic_wave"].message
+    assert said.startswith(POOLER_CRASHED) and "PgBouncer exited (status -9)" in said, shown
