@@ -289,6 +289,14 @@ elif flaw == "drops_last":  # the last job of each enqueue run is acknowledged b
 
     commands["enqueue"] = enqueue_but_the_last
 
+elif flaw == "refuses_all":  # refuses every spec and sends none: a wave of nothing, which proves nothing
+
+    def enqueue_refusing() -> None:
+        for item in p.specs():
+            p.emit({"id": None if isinstance(item, str) else item["id"], "ok": False, "error": "refused"})
+
+    commands["enqueue"] = enqueue_refusing
+
 elif flaw == "batch_drops_last":  # with batch_size, acknowledges every spec of a batch but sends all but its last
 
     def send_batch_but_the_last(client: Any, specs: list[dict], conn: Any = None) -> list[int]:
