@@ -48,6 +48,7 @@ class Execution:
     payload: Any = None
     has_payload: bool = False
     seq: int = 0  # the start line's place in the history: breaks ties between equal clock readings
+    sdk_id: str = ""  # the SDK's own job id: two runs of one id are a redelivery, of two ids a second insert
 
 
 @dataclass
@@ -80,7 +81,8 @@ class History:
                 self.malformed.append(raw.rstrip("\n")[:300])
                 continue
             if event == "start":
-                run = Execution(key[0], key[1], str(line.get("worker", "")), key[2], wall, seq=len(self.executions))
+                worker, sdk_id = str(line.get("worker", "")), str(line.get("sdk_id", ""))
+                run = Execution(key[0], key[1], worker, key[2], wall, seq=len(self.executions), sdk_id=sdk_id)
                 if "payload" in line:
                     run.payload, run.has_payload = line["payload"], True
                 self.executions.append(run)

@@ -31,6 +31,7 @@ def _execution(run: Execution) -> dict[str, Any]:
         "attempt": run.attempt,
         "worker": run.worker,
         "pid": run.pid,
+        "sdk_id": run.sdk_id,
         "start": run.start,
         "end": run.end,
         "outcome": run.outcome,

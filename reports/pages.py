@@ -68,11 +68,11 @@ def _jobs_html(heading: str, listed: dict[str, Any], t0: float) -> str:
             )
             cells = (
                 f"<td>{_e(run['worker'])}</td><td class=n>{_e(run['pid'])}</td>"
-                f"<td class=n>{_e(run['attempt'])}</td>"
+                f"<td class=n>{_e(run.get('sdk_id', ''))}</td><td class=n>{_e(run['attempt'])}</td>"
                 f"<td class=n>{_seconds(run['start'], t0)}</td><td class=n>{_seconds(run['end'], t0)}</td>"
                 f"<td>{_e(run['outcome'] or 'died mid-run')}</td>"
                 if run
-                else "<td colspan=6>never executed</td>"
+                else "<td colspan=7>never executed</td>"
             )
             lines.append(f"<tr>{head}{cells}</tr>")
     shown = len(listed["jobs"])
@@ -80,7 +80,7 @@ def _jobs_html(heading: str, listed: dict[str, Any], t0: float) -> str:
         f"<h3>{_e(heading)}: {listed['count']}"
         + (f" (the first {shown})" if shown < listed["count"] else "")
         + "</h3><table class=facts><thead><tr><th>job</th><th>why</th><th>enqueued</th><th>worker</th><th>pid</th>"
-        "<th>attempt</th><th>start</th><th>end</th><th>outcome</th></tr></thead><tbody>"
+        "<th>SDK job id</th><th>attempt</th><th>start</th><th>end</th><th>outcome</th></tr></thead><tbody>"
         + "".join(lines)
         + "</tbody></table>"
     )
@@ -92,7 +92,8 @@ def _witnesses_html(kept: dict[str, Any]) -> str:
         "<h2>Witnesses</h2><div class=sub>"
         + (
             "The first jobs each broken property names, with every execution the workers recorded (times in "
-            "seconds since the first enqueue).</div>"
+            "seconds since the first enqueue). Two runs under one SDK job id are one job handed out twice; "
+            "under two ids, the job was inserted twice.</div>"
             if found
             else "No property the checker judged is broken: nothing to witness.</div>"
         )

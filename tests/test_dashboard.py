@@ -37,8 +37,12 @@ def wave_history(jobs: int = 40) -> History:
         history.add_enqueued(Enqueued(job, "ok", T0, index=n))
         start = T0 + 0.1 * n + (0.2 if n == 3 else 0)
         if n != 1:
-            lines += [line(job, "start", start, worker="w1"), line(job, "end", start + 0.05, outcome="ok")]
-    lines += [line("j0002", "start", T0 + 9, 2, 200, worker="w2"), line("j0002", "end", T0 + 9.1, 2, 200, outcome="ok")]
+            lines += [
+                line(job, "start", start, worker="w1", sdk_id=f"s{n}"),
+                line(job, "end", start + 0.05, outcome="ok"),
+            ]
+    lines += [line("j0002", "start", T0 + 9, 2, 200, worker="w2", sdk_id="s2")]  # handed out again
+    lines += [line("j0002", "end", T0 + 9.1, 2, 200, outcome="ok")]
     lines += [line("ghost", "start", T0 + 5, worker="w2"), line("ghost", "end", T0 + 5.1, outcome="ok")]
     lines += [line("j0005", "start", T0 + 6, pid=300, worker="w3")]  # run again, and w3 died mid-run
     history.add_lines(lines)
@@ -57,10 +61,9 @@ def test_evidence_names_each_anomalys_jobs_with_their_executions() -> None:
     lost = witnesses["lost"]["jobs"]
     assert [j["id"] for j in lost] == ["j0001"] and lost[0]["executions"] == []
     twice = witnesses["duplicated"]["jobs"][0]
-    assert twice["id"] == "j0002" and [(r["worker"], r["pid"], r["attempt"]) for r in twice["executions"]] == [
-        ("w1", 100, 1),
-        ("w2", 200, 2),
-    ]
+    assert twice["id"] == "j0002" and [
+        (r["worker"], r["pid"], r["attempt"], r["sdk_id"]) for r in twice["executions"]
+    ] == [("w1", 100, 1, "s2"), ("w2", 200, 2, "s2")]
     assert witnesses["unexpected"]["jobs"][0]["enqueued"] is None
     overtaken = witnesses["out_of_order"]["jobs"][0]
     assert (overtaken["id"], overtaken["detail"]) == ("j0003", "queued ahead of j0004, started after it")
