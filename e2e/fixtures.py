@@ -19,7 +19,7 @@ from e2e.workload import WORKER_OPTIONS, Workload
 from gauntlet import catalog, paths, schemas
 from gauntlet.catalog import Catalog, Contract, Sdk, System
 from gauntlet.driver import Driver, DriverError
-from gauntlet.ids import RowId, SessionId, file_safe
+from gauntlet.ids import HARNESS_ERROR, RowId, SessionId, file_safe
 from gauntlet.pg import Harness
 from gauntlet.pgbouncer import PgBouncer
 
@@ -103,7 +103,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             holder.append((HARNESS_ERROR, POOLER_CRASHED))
 
 
-HARNESS_ERROR = "harness_error"  # the property reports/junit.py reads as an error
 POOLER_CRASHED = (
     "PgBouncer exited during this scenario: the pooler's crash, not the SDK's, so the cell judged nothing;"
     " the harness restarted PgBouncer for the next scenario"

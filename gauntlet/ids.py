@@ -17,6 +17,12 @@ KIND_TOPOLOGY = {"chaos": "toxiproxy", "pgbouncer": "pgbouncer"}
 KIND_CATALOG = {"pgbouncer": "e2e"}
 
 
+# A case property its writer and reader share: the case judged nothing, for the harness or its
+# topology failed under it (a crashed PgBouncer, e2e/fixtures.py). Its verdict is *error*
+# (reports/junit.py), and the case is re-run even where a finding expects it to fail.
+HARNESS_ERROR = "harness_error"
+
+
 @dataclass(frozen=True, order=True)
 class SessionId:
     """One nox session: a kind, and the system (sql) or SDK (e2e, chaos) it runs for."""

@@ -10,7 +10,7 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from gauntlet import catalog, events, lifecycle
-from gauntlet.ids import RowId
+from gauntlet.ids import HARNESS_ERROR, RowId
 from gauntlet.pg import Harness, open_harness
 from gauntlet.supervise import Supervisor
 
@@ -50,7 +50,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     else:
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
         failed = next((r for r in reports if r.failed), None)
-        if failed is not None and not _a_known_finding(item, failed):
+        if failed is not None and (HARNESS_ERROR in dict(failed.user_properties) or not _a_known_finding(item, failed)):
             retry = runtestprotocol(item, nextitem=nextitem, log=False)
             if not any(r.failed for r in retry):
                 first = _failure_message(failed)
@@ -128,7 +128,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         or (report.when == "teardown" and report.failed)
     ):
         verdict = VERDICTS[report.outcome]
-        if report.failed and (report.when != "call" or "harness_error" in dict(report.user_properties)):
+        if report.failed and (report.when != "call" or HARNESS_ERROR in dict(report.user_properties)):
             verdict = "error"
         events.emit(
             "case_end",

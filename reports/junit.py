@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gauntlet.ids import HARNESS_ERROR
+
 SYNTHETIC = {"(init)", "(teardown)"}
 FLAKY_TAGS = {"flakyFailure", "flakyError"}
 RERUN_TAGS = {"rerunFailure", "rerunError"}
@@ -69,8 +71,7 @@ def _case(element: ET.Element, file: str, suite: str, suite_props: dict[str, str
         return None
     verdict, message, text = "pass", "", ""
     if problem is not None:
-        # harness_error: the case judged nothing (e2e/fixtures.py: the pooler crashed under it)
-        verdict = "error" if problem.tag == "error" or "harness_error" in props else "fail"
+        verdict = "error" if problem.tag == "error" or HARNESS_ERROR in props else "fail"
         message, text = problem.get("message", ""), (problem.text or "")
     elif "skipped" in children:
         verdict, message = "n/a", children["skipped"].get("message", "") or (children["skipped"].text or "")
