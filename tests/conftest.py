@@ -12,6 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from gauntlet.pg import DISK_TMP, MEMORY_FS
+
 
 def postgres_pids(roots: list[str] | None = None) -> set[int]:
     """PostgreSQL processes; with `roots`, only those of clusters under those directories
@@ -51,7 +53,7 @@ def port_open(port: int) -> bool:
 
 
 def harness_dirs() -> set[str]:
-    return {p.name for p in Path("/tmp").glob("gauntlet-*")}
+    return {str(p) for parent in (DISK_TMP, MEMORY_FS) for p in parent.glob("gauntlet-*")}
 
 
 @dataclass

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from gauntlet.pg import Databases, EmbeddedCluster, open_harness, redact
+from gauntlet.pg import Databases, EmbeddedCluster, open_harness, redact, temp_parent
 from gauntlet.pgbouncer import PgBouncer
 from gauntlet.supervise import Supervisor
 
@@ -20,7 +20,7 @@ def test_cluster_starts_on_loopback_and_stops_without_leftovers(leak_check, tmp_
     server = cluster.start()
     root, port = cluster.root, server.port
     try:
-        assert root is not None and str(root).startswith("/tmp/gauntlet-pg-")
+        assert root is not None and root.parent == temp_parent() and root.name.startswith("gauntlet-pg-")
         with psycopg.connect(server.dsn()) as conn:
             assert conn.execute("SHOW server_version_num").fetchone()[0].startswith("15")
             assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
