@@ -23,6 +23,9 @@ from gauntlet.ids import HARNESS_ERROR, RowId, SessionId, file_safe
 from gauntlet.pg import Harness
 from gauntlet.pgbouncer import PgBouncer
 
+# The visibility timeout goes to every command: some SDKs (pg-boss) fix it when a queue is made.
+DRIVER_OPTIONS = {"visibility_timeout_s": WORKER_OPTIONS["visibility_timeout_s"]}
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--sdk", help="the SDK adapter under test (a folder name in sdk_adapters/)")
@@ -197,13 +200,29 @@ def system_template(harness: Harness, system: System) -> str:
     )
 
 
+def prepared_template(harness: Harness, system: System, manifest: Sdk, queue: str) -> str:
+    """The system's template with the SDK's `prepare` run for the session's queue: one driver
+    start per session where it was one per scenario (a Python SDK's imports alone cost about
+    0.3-0.5 s of CPU a start). A driver whose prepare fails makes each scenario an error."""
+    return harness.databases.template(
+        f"prepared_{manifest.name.replace('-', '_')}",
+        lambda dsn: Driver(manifest, harness.supervisor, dsn, queue, options=dict(DRIVER_OPTIONS)).prepare(),
+        source=system_template(harness, system),
+    )
+
+
 @pytest.fixture
-def database(harness: Harness, system: System) -> Iterator[str]:
-    """DSN of a fresh database holding the system's schema, dropped once the scenario is done:
-    a PgBouncer keeps up to a pool of server connections open to every database it has seen
-    (server_idle_timeout), so a session's databases kept to its end would exhaust the
-    server's max_connections and turn later cells into errors that are the harness's."""
-    name = harness.databases.fresh(system_template(harness, system), label="e2e")
+def database(
+    harness: Harness, system: System, manifest: Sdk, queue_name: str, pooler: PgBouncer | None
+) -> Iterator[str]:
+    """DSN of a fresh database holding the system's schema and, reached directly, the SDK's
+    prepared queue; dropped once the scenario is done: a PgBouncer keeps up to a pool of server
+    connections open to every database it has seen (server_idle_timeout), so a session's
+    databases kept to its end would exhaust the server's max_connections and turn later cells
+    into errors that are the harness's. Through a pooler the driver prepares each scenario's
+    database itself, through the pooler, as a user's deployment would."""
+    template = system_template(harness, system) if pooler else prepared_template(harness, system, manifest, queue_name)
+    name = harness.databases.fresh(template, label="e2e")
     try:
         yield harness.databases.dsn(name)
     finally:
@@ -211,8 +230,10 @@ def database(harness: Harness, system: System) -> Iterator[str]:
             harness.databases.drop(name)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def queue_name() -> str:
+    """One per session: every scenario has a database of its own, cloned from a template that
+    already holds this queue."""
     return f"q{secrets.token_hex(4)}"
 
 
@@ -222,13 +243,13 @@ def driver(
 ) -> Driver:
     """The SDK on the scenario's database, through the pooler when there is one (the harness's
     own stats query always goes straight to PostgreSQL)."""
-    # The visibility timeout goes to every command: some SDKs (pg-boss) fix it when a queue is made.
-    options: dict[str, Any] = {"visibility_timeout_s": WORKER_OPTIONS["visibility_timeout_s"]}
+    options: dict[str, Any] = dict(DRIVER_OPTIONS)
     dsn = pooler.dsn(database) if pooler else database
     if pooler:  # the driver applies the settings its SDK documents for poolers (declared in its tuning)
         options["pooler"] = "pgbouncer"
     made = Driver(manifest, harness.supervisor, dsn, queue_name, options=options, stats_dsn=database)
-    made.prepare()
+    if pooler:  # directly, the database's template was prepared (prepared_template)
+        made.prepare()
     return made
 
 

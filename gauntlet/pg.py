@@ -16,7 +16,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -293,12 +293,19 @@ class Databases:
     def _admin(self) -> psycopg.Connection:
         return psycopg.connect(self.server.dsn(), autocommit=True, connect_timeout=10)
 
-    def template(self, key: str, prepare: Callable[[str], None] | None = None) -> str:
-        """A template database, made (and prepared with `prepare(dsn)`) once per key."""
+    def template(self, key: str, prepare: Callable[[str], None] | None = None, source: str | None = None) -> str:
+        """A template database, cloned from `source` (default: an empty one) and prepared with
+        `prepare(dsn)`, once per key. A prepare that fails leaves no half-made template: the
+        next call tries again."""
         if key not in self._templates:
-            name = self._create(self._name(f"tpl_{key}"), None)
+            name = self._create(self._name(f"tpl_{key}"), source)
             if prepare is not None:
-                prepare(self.server.dsn(name))
+                try:
+                    prepare(self.server.dsn(name))
+                except BaseException:
+                    with suppress(psycopg.Error):  # a server that is down: drop_all's problem
+                        self.drop(name)
+                    raise
             self._templates[key] = name
         return self._templates[key]
 

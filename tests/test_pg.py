@@ -68,6 +68,32 @@ def test_fresh_databases_are_clones_of_the_template(harness) -> None:
     assert databases.template("seeded", prepare) == template, "templates are made once per key"
 
 
+def test_a_template_can_build_on_another_and_a_failed_prepare_leaves_none(harness) -> None:
+    """The E2E catalog's SDK templates are the system's template plus the driver's prepare."""
+    databases = harness.databases
+
+    def seed(dsn: str) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE base_rows AS SELECT 1 AS id")
+
+    def add_queue(dsn: str) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE queue_rows (id int)")
+
+    def fail(dsn: str) -> None:
+        add_queue(dsn)
+        raise RuntimeError("prepare failed half-way")
+
+    base = databases.template("layer_base", seed)
+    with pytest.raises(RuntimeError):
+        databases.template("layer_queue", fail, source=base)
+    assert not [n for n in databases.created if n.endswith("layer_queue")], "the half-made template was kept"
+    layered = databases.template("layer_queue", add_queue, source=base)  # the next call tries again
+    with psycopg.connect(databases.dsn(databases.fresh(layered))) as conn:
+        assert conn.execute("SELECT count(*) FROM base_rows, queue_rows").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM base_rows").fetchone() == (1,)
+
+
 def test_external_server_mode_touches_only_its_own_databases(harness) -> None:
     """Point a second harness at the session's cluster as if it were someone else's server."""
     admin_dsn = harness.server.dsn()

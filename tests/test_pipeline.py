@@ -159,8 +159,17 @@ def test_the_queue_starts_with_the_longest_sessions(tmp_path: Path) -> None:
     assert pipeline.previous_walls(sessions_json) == {}
 
 
+def test_a_fresh_clone_orders_its_queue_by_the_committed_walls() -> None:
+    """Without a sessions.json of its own, the queue follows gauntlet/session_walls.json: every
+    session it names is one the catalog makes, so a renamed session cannot silently drop out."""
+    walls = pipeline.previous_walls(pipeline.MEASURED_WALLS)
+    matrix, _ = pipeline.select(pipeline.candidates(pipeline.list_sessions()), [])
+    assert walls, f"{pipeline.MEASURED_WALLS} is unreadable: a fresh clone would start sessions in kind order"
+    assert set(walls) - {"report"} <= {s.nox_name for s in matrix}
+
+
 @pytest.mark.parametrize(
-    ("cores", "memory", "jobs"), [(2, 24 * GIB, 6), (1, 24 * GIB, 3), (16, 6 * GIB, 6), (2, GIB // 2, 1)]
+    ("cores", "memory", "jobs"), [(2, 24 * GIB, 8), (1, 24 * GIB, 4), (16, 6 * GIB, 6), (2, GIB // 2, 1)]
 )
 def test_default_jobs_from_cores_and_memory(cores: int, memory: int, jobs: int) -> None:
     assert pipeline.default_jobs(cores, memory) == jobs
