@@ -193,7 +193,7 @@ class EmbeddedCluster:
                 "synchronous_commit": "off",
                 "full_page_writes": "off",
                 "max_connections": "200",
-                "max_wal_size": "256MB",  # on a memory filesystem the WAL is memory: 6 sessions' worth stays small
+                "max_wal_size": "256MB",  # on a memory filesystem the WAL is memory: keep the main job's clusters small
                 "log_min_messages": "warning",
                 **self.settings,
             }
