@@ -203,7 +203,7 @@ def system_template(harness: Harness, system: System) -> str:
 def prepared_template(harness: Harness, system: System, manifest: Sdk, queue: str) -> str:
     """The system's template with the SDK's `prepare` run for the session's queue: one driver
     start per session where it was one per scenario (a Python SDK's imports alone cost about
-    0.3-0.5 s of CPU a start). A driver whose prepare fails makes each scenario an error."""
+    0.2-0.5 s of CPU a start here). A driver whose prepare fails makes each scenario an error."""
     return harness.databases.template(
         f"prepared_{manifest.name.replace('-', '_')}",
         lambda dsn: Driver(manifest, harness.supervisor, dsn, queue, options=dict(DRIVER_OPTIONS)).prepare(),

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from gauntlet import pg
 from gauntlet.pg import Databases, EmbeddedCluster, open_harness, redact, temp_parent
 from gauntlet.pgbouncer import PgBouncer
 from gauntlet.supervise import Supervisor
@@ -30,6 +31,15 @@ def test_cluster_starts_on_loopback_and_stops_without_leftovers(leak_check, tmp_
         supervisor.close()
     assert not root.exists()
     leak_check.assert_clean(ports=[port], roots=[str(root)])
+
+
+def test_clusters_go_to_the_disk_when_the_memory_filesystem_has_no_room(monkeypatch) -> None:
+    """A laptop whose /dev/shm is small keeps its clusters in /tmp rather than filling its memory."""
+    monkeypatch.setattr(pg, "MEMORY_FS_ROOM", 1 << 60)
+    assert pg.temp_parent() == pg.DISK_TMP
+    monkeypatch.setattr(pg, "MEMORY_FS_ROOM", 0)
+    monkeypatch.setattr(pg, "MEMORY_FS", Path("/nonexistent-memory-fs"))
+    assert pg.temp_parent() == pg.DISK_TMP
 
 
 def test_cluster_restart_keeps_data_and_port(harness) -> None:
